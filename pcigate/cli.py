@@ -188,8 +188,8 @@ def cmd_nats_init(args: argparse.Namespace) -> int:
     except ProvisionError as exc:
         _err(str(exc))
         return EXIT_FAILURE
-    except Exception as exc:
-        _err(f"cannot provision NATS at {', '.join(servers)}: {exc.__class__.__name__}: {exc}")
+    except Exception as exc:  # unreachable server, auth, JetStream disabled: one line, no traceback
+        _err(f"cannot provision NATS at {', '.join(servers)}: {exc}")
         return EXIT_FAILURE
     for line in report.lines():
         print(line)

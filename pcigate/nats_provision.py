@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import nats
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -22,6 +21,8 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+
+from pcigate.natsconn import connect_once
 
 AUDIT_STREAM = "PCIGATE_AUDIT"
 AUDIT_SUBJECTS = ("pcigate.audit.>",)
@@ -226,7 +227,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> Report:
 
 async def provision_url(servers: str | list[str], settings: Settings, **connect: Any) -> Report:
     """Connect, provision, disconnect — what ``pcigate nats init`` and service start-up call."""
-    nc = await nats.connect(servers, connect_timeout=5, max_reconnect_attempts=0, **connect)
+    nc = await connect_once(servers, **connect)
     try:
         return await provision(nc.jetstream(), settings)
     finally:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -33,6 +32,7 @@ from pcigate.devstack.postgres import Cluster, RunAs, plan_cluster
 from pcigate.devstack.seed import LEDGER_DB, PAYMENTS_DB, Roles, seed
 from pcigate.devstack.tlscert import ensure_dev_tls
 from pcigate.nats_provision import provision_url
+from pcigate.natsconn import connect_once
 from pcigate.settings import provision_settings
 
 ENV_NATS = "PCIGATE_DEV_NATS_URL"
@@ -82,7 +82,7 @@ def _nats_from(st: dict[str, Any]) -> NatsServer:
 
 
 async def _check_jetstream(url: str) -> None:
-    nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0)
+    nc = await connect_once(url)
     try:
         await nc.jetstream().account_info()
     finally:
