@@ -174,9 +174,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_nats_init(args: argparse.Namespace) -> int:
-    from pcigate.config import Config
+    from pcigate.config import Config, ConfigError
     from pcigate.nats_provision import ProvisionError, provision_url
-    from pcigate.settings import nats_servers, provision_settings
+    from pcigate.settings import nats_connect_options, nats_servers, provision_settings
 
     code, config = _load(args.config)
     if code != EXIT_OK:
@@ -184,7 +184,12 @@ def cmd_nats_init(args: argparse.Namespace) -> int:
     assert isinstance(config, Config)
     servers = [args.url] if args.url else nats_servers(config)
     try:
-        report = asyncio.run(provision_url(servers, provision_settings(config)))
+        options = nats_connect_options(config)
+    except ConfigError as exc:  # a missing or world-readable credentials file
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = asyncio.run(provision_url(servers, provision_settings(config), **options))
     except ProvisionError as exc:
         _err(str(exc))
         return EXIT_FAILURE

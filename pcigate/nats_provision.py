@@ -163,6 +163,13 @@ def weaknesses(have: StreamConfig, want: StreamConfig, *, kv: bool = False) -> l
     if persist not in (None, "default"):
         out.append(f"persist_mode is {persist} (required default: writes must be durable)")
     if kv:
+        if (have.max_msgs_per_subject or 0) < (want.max_msgs_per_subject or 0):
+            out.append(
+                f"history is {have.max_msgs_per_subject} (required >= {want.max_msgs_per_subject}: "
+                "every step of a decision must stay readable)"
+            )
+        if have.max_age:
+            out.append(f"ttl is {have.max_age:g}s (required none: decisions must not expire from KV)")
         return out
     if not have.deny_delete:
         out.append("deny_delete is false (required true)")
@@ -182,46 +189,26 @@ def weaknesses(have: StreamConfig, want: StreamConfig, *, kv: bool = False) -> l
     return out
 
 
-async def _ensure_stream(js: JetStreamContext, want: StreamConfig) -> Outcome:
+async def _ensure(js: JetStreamContext, want: StreamConfig, *, kv: bool = False) -> Outcome:
     assert want.name is not None
     try:
         info = await js.stream_info(want.name)
     except NotFoundError:
         await js.add_stream(want)
         return Outcome(want.name, "created")
-    problems = weaknesses(info.config, want)
+    problems = weaknesses(info.config, want, kv=kv)
     if problems:
         raise ProvisionError(want.name, problems)
     return Outcome(want.name, "verified")
-
-
-async def _ensure_kv(js: JetStreamContext, want: KeyValueConfig, duplicate_window: float) -> Outcome:
-    stream = kv_stream(want, duplicate_window)
-    assert stream.name is not None
-    try:
-        info = await js.stream_info(stream.name)
-    except NotFoundError:
-        await js.add_stream(stream)
-        return Outcome(stream.name, "created")
-    problems = weaknesses(info.config, stream, kv=True)
-    if (info.config.max_msgs_per_subject or 0) < want.history:
-        problems.append(
-            f"history is {info.config.max_msgs_per_subject} (required >= {want.history}: "
-            "every step of a decision must stay readable)"
-        )
-    if info.config.max_age:
-        problems.append(f"ttl is {info.config.max_age:g}s (required none: decisions must not expire from KV)")
-    if problems:
-        raise ProvisionError(stream.name, problems)
-    return Outcome(stream.name, "verified")
 
 
 async def provision(js: JetStreamContext, settings: Settings) -> Report:
     """Create or verify every stream and bucket; raises ProvisionError on the first weaker one."""
     report = Report()
     for want in required_streams(settings):
-        report.outcomes.append(await _ensure_stream(js, want))
-    report.outcomes.append(await _ensure_kv(js, required_kv(settings), settings.duplicate_window))
+        report.outcomes.append(await _ensure(js, want))
+    bucket = kv_stream(required_kv(settings), settings.duplicate_window)
+    report.outcomes.append(await _ensure(js, bucket, kv=True))
     return report
 
 

@@ -63,3 +63,31 @@ def test_error_lists_every_problem_and_what_to_do() -> None:
     text = str(err)
     assert "PCIGATE_AUDIT" in text and "deny_purge" in text and "discard is old" in text
     assert "nats stream edit PCIGATE_AUDIT" in text
+
+
+def approvals() -> StreamConfig:
+    return np.kv_stream(np.required_kv(SETTINGS), SETTINGS.duplicate_window)
+
+
+def test_approvals_bucket_layout() -> None:
+    kv = approvals()
+    assert kv.name == "KV_PCIGATE_APPROVALS"
+    assert kv.subjects == ["$KV.PCIGATE_APPROVALS.>"]
+    assert kv.max_msgs_per_subject == np.APPROVALS_HISTORY
+    assert not kv.allow_msg_ttl and not kv.max_age
+    assert np.weaknesses(kv, kv, kv=True) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"max_msgs_per_subject": 1}, "history is 1"),
+        ({"max_age": 3600.0}, "ttl is 3600s"),
+        ({"allow_msg_ttl": True}, "allow_msg_ttl"),
+        ({"storage": StorageType.MEMORY}, "storage is memory"),
+    ],
+)
+def test_weaker_bucket_is_named(change: dict[str, object], needle: str) -> None:
+    problems = np.weaknesses(dataclasses.replace(approvals(), **change), approvals(), kv=True)  # type: ignore[arg-type]
+    assert len(problems) == 1, problems
+    assert needle in problems[0]
