@@ -1,0 +1,93 @@
+"""Event ids and timestamps in the one form the envelope accepts.
+
+Ids are UUIDv7 (RFC 9562 §5.7) so they sort by creation time, which keeps NATS de-duplication ids,
+ledger order and SIEM indexes aligned. Within a process they are strictly increasing, even when the
+wall clock stands still or steps back (RFC 9562 §6.2, method 1: a 12-bit counter in ``rand_a``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+__all__ = ["TIME_PATTERN", "format_utc", "new_event_id", "parse_utc", "utc_now"]
+
+TIME_PATTERN: Final = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z$"
+)
+"""The envelope's timestamp form, as in the schema files; calendar validity is checked separately."""
+
+_TIME_RE = re.compile(TIME_PATTERN.removesuffix("$") + r"\Z")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_COUNTER_MAX = 0xFFF
+_COUNTER_SEED_BITS = 11  # seed below half the counter range so a millisecond has room to count up
+
+_lock = threading.Lock()
+_last_ms = -1
+_counter = 0
+
+
+def _next_timestamp_and_counter() -> tuple[int, int]:
+    """Return (unix_ms, counter) strictly greater than the previous pair in this process."""
+    global _last_ms, _counter  # noqa: PLW0603 - process-wide monotonic state is the point
+    now_ms = time.time_ns() // 1_000_000
+    with _lock:
+        if now_ms > _last_ms:
+            _last_ms, _counter = now_ms, secrets.randbits(_COUNTER_SEED_BITS)
+        elif _counter < _COUNTER_MAX:
+            _counter += 1
+        else:
+            # Counter exhausted (or clock went back): borrow the next millisecond, as RFC 9562 allows.
+            _last_ms, _counter = _last_ms + 1, secrets.randbits(_COUNTER_SEED_BITS)
+        return _last_ms, _counter
+
+
+def new_event_id() -> str:
+    """Return a new UUIDv7 in lowercase canonical form, e.g. ``0193f1c2-7a3b-7c4d-9e5f-0123456789ab``.
+
+    Layout (RFC 9562 §5.7): 48-bit unix milliseconds, version 7, 12-bit counter, variant ``10``,
+    62 random bits.
+    """
+    unix_ms, counter = _next_timestamp_and_counter()
+    value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= counter << 64
+    value |= 0b10 << 62
+    value |= secrets.randbits(62)
+    hex32 = f"{value:032x}"
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def format_utc(moment: datetime) -> str:
+    """Format an aware datetime as the envelope's timestamp form (UTC, microseconds, ``Z``).
+
+    Naive datetimes are refused: guessing their zone would put a wrong time into evidence.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: attach a timezone before formatting")
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def utc_now() -> str:
+    """Return the current time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (RFC 3339, UTC, microseconds)."""
+    return format_utc(datetime.now(UTC))
+
+
+def parse_utc(value: str) -> datetime:
+    """Parse the envelope's timestamp form into an aware UTC datetime.
+
+    Raises ValueError for any other form and for impossible dates (February 30); the message never
+    quotes the input.
+    """
+    if not isinstance(value, str) or _TIME_RE.match(value) is None:
+        raise ValueError("not of the form YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    try:
+        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    raise ValueError("not a calendar date and time")
