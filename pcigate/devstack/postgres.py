@@ -206,18 +206,28 @@ def _runtime_base(state_root: Path) -> Path:
 
 
 def _reachable_bindir(bindir: Path, base: Path, run_as: RunAs) -> Path:
+    """A copy of the installation the unprivileged user can execute, keeping its relative layout.
+
+    Wheel binaries find their bundled libraries through an ``$ORIGIN``-relative RPATH
+    (``<pkg>/pginstall/bin/../../../<pkg>.libs``), so the package's sibling ``.libs`` directory is copied
+    to the same relative place.
+    """
     if run_as.can_use(bindir / "postgres", "-x"):
         return bindir
     install = bindir.parent
-    copy = base / "pginstall"
-    if not (copy / "bin" / "postgres").is_file():
-        shutil.copytree(install, copy, symlinks=True, dirs_exist_ok=True)
-        for root, dirs, files in os.walk(copy):
-            for name in dirs:
-                Path(root, name).chmod(0o755)
+    pkg = install.parent
+    libs = pkg.parent / f"{pkg.name}.libs"
+    dest_root = base / "pgcopy"
+    dest_install = dest_root / pkg.name / install.name
+    if not (dest_install / "bin" / "postgres").is_file():
+        shutil.rmtree(dest_root, ignore_errors=True)
+        shutil.copytree(install, dest_install, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, dest_root / libs.name, symlinks=True)
+        for root, _dirs, files in os.walk(dest_root):
+            Path(root).chmod(0o755)
             for name in files:
                 p = Path(root, name)
                 if not p.is_symlink():
                     p.chmod(0o755 if os.access(p, os.X_OK) else 0o644)
-        copy.chmod(0o755)
-    return copy / "bin"
+    return dest_install / bindir.name
