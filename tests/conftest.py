@@ -1,6 +1,6 @@
 """Shared fixtures. Integration and e2e tests talk to real services: a dev stack under ``.pcigate-test/``
 that the session starts when it is not already running (or the servers PCIGATE_DEV_POSTGRES_DSN and
-PCIGATE_DEV_NATS_URL point to), and stops at the end only if it started it."""
+PCIGATE_DEV_NATS_URL point to), and stops and deletes at the end only if it started it."""
 
 from __future__ import annotations
 
@@ -31,4 +31,5 @@ def dev_stack(test_layout: Layout) -> Iterator[dict[str, Any]]:
     assert status["running"], status
     yield status
     if started and not os.environ.get("PCIGATE_TEST_KEEP_STACK"):
-        stack.down(test_layout)
+        # purge: as root the cluster's data may live outside the checkout, and must not outlive it
+        stack.down(test_layout, purge=True)
