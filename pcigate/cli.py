@@ -269,7 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config:
         os.environ["PCIGATE_CONFIG"] = args.config
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except BrokenPipeError:  # `pcigate ... | head`: the reader left; no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

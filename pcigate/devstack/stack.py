@@ -7,6 +7,7 @@ process, so ``down`` stops exactly what ``up`` started — never a server the en
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -148,7 +149,7 @@ def _up_postgres(layout: Layout, prev: dict[str, Any], log: list[str]) -> dict[s
     if prev.get("managed") and prev.get("datadir") and Path(prev["datadir"], "PG_VERSION").exists():
         cluster = _cluster_from(prev)
         if not cluster.running():
-            cluster = Cluster(**{**cluster.__dict__, "port": free_port(cluster.port)})
+            cluster = dataclasses.replace(cluster, port=free_port(cluster.port))
     else:
         cluster = plan_cluster(layout.root, binaries.postgres_bindir(), free_port(prev.get("port")))
     if not cluster.initialized():
@@ -170,7 +171,7 @@ def _up_postgres(layout: Layout, prev: dict[str, Any], log: list[str]) -> dict[s
         "datadir": str(cluster.datadir),
         "sockdir": str(cluster.sockdir),
         "logfile": str(cluster.logfile),
-        "run_as": cluster.run_as.__dict__ if cluster.run_as else None,
+        "run_as": dataclasses.asdict(cluster.run_as) if cluster.run_as else None,
     }
 
 
