@@ -142,8 +142,13 @@ async def seed(superuser_dsn: str, roles: Roles) -> None:
     finally:
         await conn.close()
 
-    conn = await asyncpg.connect(superuser_dsn, database=PAYMENTS_DB)
+    # lock_timeout: a client holding locks on the demo tables makes `dev up` fail with a reason, not hang.
+    conn = await asyncpg.connect(superuser_dsn, database=PAYMENTS_DB, server_settings={"lock_timeout": "15s"})
     try:
+        if await conn.fetchval("SELECT to_regclass('public.cards') IS NOT NULL") and await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM public.cards)"
+        ):
+            return  # seeded by an earlier `dev up`
         async with conn.transaction():
             await conn.execute("SET LOCAL ROLE pcigate_rw")
             await conn.execute(SCHEMA_SQL)
@@ -154,6 +159,6 @@ async def seed(superuser_dsn: str, roles: Roles) -> None:
                 "GRANT SELECT ON ALL TABLES IN SCHEMA public TO pcigate_ro;"
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO pcigate_ro;"
             )
-        await conn.execute("ANALYZE")
+        await conn.execute("ANALYZE public.customers, public.cards, public.transactions")
     finally:
         await conn.close()
