@@ -25,6 +25,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 import schemas
+from pcigate.devstack.testcards import luhn_valid
 from schemas import (
     EVENT_MODELS,
     EVENT_TYPES,
@@ -44,14 +45,7 @@ PCI_SIX = ("actor", "type", "time", "outcome", "origin", "target")  # PCI DSS 10
 
 def _luhn_complete(prefix: str) -> str:
     """Append the Luhn check digit: builds a test PAN at run time so no card number sits in the repo."""
-    total = 0
-    for position, char in enumerate(reversed(prefix)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit *= 2
-            digit -= 9 if digit > 9 else 0
-        total += digit
-    return prefix + str((10 - total % 10) % 10)
+    return next(prefix + d for d in "0123456789" if luhn_valid(prefix + d))
 
 
 PAN = _luhn_complete("4" + "1" * 14)
