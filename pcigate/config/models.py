@@ -57,6 +57,7 @@ __all__ = [
     "ColumnRule",
     "Config",
     "Connection",
+    "Gateway",
     "Identity",
     "IssuesError",
     "Ledger",
@@ -318,6 +319,7 @@ class Nats(_Model):
     credentials: SecretRef | None = None
     tls_ca: AbsPath | None = None
     spool_dir: AbsPath = Path("/var/lib/pcigate/spool")
+    spool_max_bytes: Annotated[StrictInt, _between(1 << 20, 1 << 40)] = 1 << 30
     max_in_flight: Annotated[StrictInt, _between(1, 65536)] = 256
     duplicate_window: PositiveDuration = timedelta(minutes=2)
     publish_retry_horizon: PositiveDuration = timedelta(minutes=1)
@@ -592,6 +594,28 @@ class Ledger(_Model):
     )
 
 
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check_key_id(value: str) -> str:
+    if not _KEY_ID.fullmatch(value):
+        raise ValueError("must be 1-64 characters: letters, digits, '.', '_' or '-', starting alphanumeric")
+    return value
+
+
+class Gateway(_Model):
+    """Settings of the gateway process as a whole (per-listener settings live in ``connections``)."""
+
+    # Keyed HMAC-SHA256 over exact statements and parameters (PCI DSS 3.5.1.1): binds approvals and lets
+    # auditors correlate statements without the audit trail revealing values. No default: a shared,
+    # well-known key would make every digest guessable.
+    digest_key: SecretRef | None = None
+    digest_key_id: Annotated[StrictStr, AfterValidator(_check_key_id)] = "k1"
+    shutdown_grace: Annotated[Duration, _duration_between(timedelta(0), timedelta(hours=1))] = timedelta(
+        seconds=30
+    )
+
+
 class Retention(_Model):
     """How long evidence is kept; PCI DSS 10.5.1 sets the floors."""
 
@@ -636,6 +660,7 @@ class Config(_Model):
     policies: dict[Name, Policy] = Field(default_factory=_default_policies)
     masking: dict[Name, MaskingProfile] = Field(default_factory=_default_masking)
     approvals: Approvals = Approvals()
+    gateway: Gateway = Gateway()
     ledger: Ledger
     retention: Retention = Retention()
     connections: Annotated[tuple[Connection, ...], _NON_EMPTY]
