@@ -75,8 +75,8 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
   config      {st["config"]}
   jwks        {st["jwks"]}  (issuer {st["issuer"]})
 
-Connect to the demo database directly (the stack's target, for comparison; clients of the
-gateway log in with a token instead of a password):
+{_gateway_hint(st, me)}
+Or the demo database directly (the stack's target, for comparison; it holds the vaulted password):
   {_psql()} "{st["target_dsn"]}" -c "{DEMO_QUERY}"
 
 Things to try:
@@ -89,6 +89,20 @@ Things to try:
 """
     )
     return EXIT_OK
+
+
+def _gateway_hint(st: dict[str, object], me: str) -> str:
+    gateway = st.get("gateway")
+    listen = gateway.get("postgres") if isinstance(gateway, dict) else None
+    if not isinstance(listen, str):
+        return ""
+    host, port = listen.rsplit(":", 1)
+    return (
+        "Through the gateway (your identity token is the password; the gateway logs in upstream with a\n"
+        "vaulted role and records every statement):\n"
+        f'  {_psql()} "host={host} port={port} dbname=payments user=alice@example.com '
+        f'password=$({me} token --sub alice@example.com --groups engineers)" -c "{DEMO_QUERY}"\n'
+    )
 
 
 def cmd_dev_down(args: argparse.Namespace) -> int:
@@ -201,6 +215,50 @@ def cmd_nats_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------- gateway
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import logging
+
+    from pcigate.config import Config
+    from pcigate.nats_provision import ProvisionError
+
+    code, config = _load(args.config)
+    if code != EXIT_OK:
+        return code
+    assert isinstance(config, Config)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from gateway.server import GatewayStartError, run_gateway
+
+    def ready(lines: list[str]) -> None:
+        for line in lines:
+            print(f"listening   {line}", flush=True)
+
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # uvloop is a dependency on Linux; stay usable without it
+        loop_factory = None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(run_gateway(config, on_ready=ready))
+    except GatewayStartError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ProvisionError as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -252,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--url", default=None, help="NATS URL (default: nats.url from the config)")
     p.set_defaults(handler=cmd_nats_init)
+
+    p = sub.add_parser(
+        "gateway",
+        parents=[config_opt],
+        help="run the data-path gateway (listeners for every configured connection) until SIGTERM",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default: info"
+    )
+    p.set_defaults(handler=cmd_gateway)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)

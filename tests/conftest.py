@@ -13,6 +13,7 @@ import pytest
 
 from pcigate.devstack import stack
 from pcigate.devstack.layout import Layout
+from tests.gateway_support import endpoint_from_status
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_HOME = Path(os.environ.get("PCIGATE_TEST_HOME", ROOT / ".pcigate-test"))
@@ -33,3 +34,10 @@ def dev_stack(test_layout: Layout) -> Iterator[dict[str, Any]]:
     if started and not os.environ.get("PCIGATE_TEST_KEEP_STACK"):
         # purge: as root the cluster's data may live outside the checkout, and must not outlive it
         stack.down(test_layout, purge=True)
+
+
+@pytest.fixture(scope="session")
+def gateway(dev_stack: dict[str, Any], test_layout: Layout) -> Any:
+    """The dev stack's gateway (PostgreSQL protocol), with helpers for tokens and DSNs."""
+    assert dev_stack["gateway"].get("postgres"), dev_stack
+    return endpoint_from_status(dev_stack, test_layout)

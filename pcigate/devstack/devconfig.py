@@ -14,6 +14,7 @@ from pcigate.devstack.layout import Layout
 
 GATEWAY_PG_LISTEN = "127.0.0.1:15432"
 APPROVER_GROUP = "oncall-approvers"
+DIGEST_KEY_SECRET = "statement-digest.key"  # noqa: S105 - a file name, not a secret
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class DevEndpoints:
     nats_url: str
     pg_host: str
     pg_port: int
+    gateway_listen: str = GATEWAY_PG_LISTEN
 
 
 def render(layout: Layout, ep: DevEndpoints) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def render(layout: Layout, ep: DevEndpoints) -> dict[str, Any]:
             {
                 "name": "payments",
                 "protocol": "postgres",
-                "listen": GATEWAY_PG_LISTEN,
+                "listen": ep.gateway_listen,
                 "tls": {
                     "cert": str(layout.tls_dir / "server.pem"),
                     "key": str(layout.tls_dir / "server-key.pem"),
@@ -78,6 +80,7 @@ def render(layout: Layout, ep: DevEndpoints) -> dict[str, Any]:
             "default": {"default_action": "allow", "opaque_action": "require_approval", "rules": []},
         },
         "approvals": {"approver_groups": [APPROVER_GROUP], "default_timeout": "15m", "default_quorum": 1},
+        "gateway": {"digest_key": f"file:{secret(DIGEST_KEY_SECRET)}", "digest_key_id": "dev1"},
         "ledger": {
             "dsn": f"file:{secret('ledger_dsn')}",
             "origin": "pcigate.dev/ledger",

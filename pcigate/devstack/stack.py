@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
+import hashlib
+import importlib.util
 import os
 import shutil
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -227,11 +230,69 @@ def up(layout: Layout) -> UpResult:
         ensure_issuer(layout.signing_key, layout.jwks_file)
         ensure_dev_tls(layout.tls_dir)
         _ensure_ledger_key(layout.secret("ledger-signing.key"))
-        devconfig.write(layout, devconfig.DevEndpoints(state["nats"]["url"], pg["host"], pg["port"]))
+        ensure_secret(layout.secret(devconfig.DIGEST_KEY_SECRET), nbytes=32)
+        prev_gw = prev.get("gateway", {})
+        listen = prev_gw.get("listen") if _gateway_alive(prev_gw) else None
+        if listen is None:
+            listen = f"127.0.0.1:{free_port(int(devconfig.GATEWAY_PG_LISTEN.rsplit(':', 1)[1]))}"
+        endpoints = devconfig.DevEndpoints(state["nats"]["url"], pg["host"], pg["port"], listen)
+        devconfig.write(layout, endpoints)
         config = load_config(layout.config_file)
         report = asyncio.run(provision_url(state["nats"]["url"], provision_settings(config)))
         log.extend(f"nats init   {line}" for line in report.lines())
+        state["gateway"] = _up_gateway(layout, prev_gw, listen, config.digest(), log)
+        write_json(layout.state_file, state)
     return UpResult(log, status(layout))
+
+
+# ------------------------------------------------------------------------------------------------ gateway
+
+
+def _gateway_alive(st: dict[str, Any]) -> bool:
+    return bool(st) and procs.is_ours(st.get("pid"), st.get("marker", ""))
+
+
+def _code_stamp() -> str:
+    """Changes whenever the installed gateway code does, so `dev up` restarts a gateway running old code."""
+    spec = importlib.util.find_spec("gateway")
+    if spec is None or spec.origin is None:
+        return ""
+    root = Path(spec.origin).parent
+    parts = sorted(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in root.rglob("*.py"))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _up_gateway(
+    layout: Layout, prev: dict[str, Any], listen: str, config_digest: str, log: list[str]
+) -> dict[str, Any]:
+    """Run ``pcigate gateway`` in the background; restart it when the config it runs with changed."""
+    marker = str(layout.config_file)
+    if _gateway_alive(prev):
+        if prev.get("config_digest") == config_digest and prev.get("code") == _code_stamp():
+            log.append(f"gateway     postgres on {listen} (already running, pid {prev['pid']})")
+            return prev
+        procs.terminate(prev["pid"], marker)
+    logfile = layout.logs / "gateway.log"
+    argv = [sys.executable, "-m", "pcigate", "gateway", "--config", marker]
+    pid = procs.spawn(argv, logfile, cwd=layout.root)
+    host, port = listen.rsplit(":", 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not procs.is_ours(pid, marker):
+            break
+        if can_connect(host, int(port)):
+            log.append(f"gateway     postgres on {listen} (started pid {pid}, log {logfile})")
+            return {
+                "pid": pid,
+                "marker": marker,
+                "listen": listen,
+                "config_digest": config_digest,
+                "code": _code_stamp(),
+            }
+        time.sleep(0.05)
+    procs.terminate(pid, marker)
+    tail = "".join(logfile.read_text(errors="replace").splitlines(keepends=True)[-15:])
+    raise DevStackError(f"the gateway did not start listening on {listen}; its log says:\n{tail}")
 
 
 def _alive(kind: str, st: dict[str, Any]) -> bool:
@@ -250,10 +311,11 @@ def _alive(kind: str, st: dict[str, Any]) -> bool:
 def status(layout: Layout) -> dict[str, Any]:
     """Live endpoints; ``running`` is true only when every part answers."""
     state = load_state(layout)
-    pg, nt = state.get("postgres", {}), state.get("nats", {})
+    pg, nt, gw = state.get("postgres", {}), state.get("nats", {}), state.get("gateway", {})
     services = {
         "postgres": {"managed": bool(pg.get("managed")), "alive": _alive("postgres", pg)},
         "nats": {"managed": bool(nt.get("managed")), "alive": _alive("nats", nt), "pid": nt.get("pid")},
+        "gateway": {"managed": True, "alive": _gateway_alive(gw), "pid": gw.get("pid")},
     }
     if pg.get("managed") and services["postgres"]["alive"]:
         services["postgres"]["pid"] = _cluster_from(pg).pid()
@@ -264,7 +326,7 @@ def status(layout: Layout) -> dict[str, Any]:
     secret = layout.secret
     out.update(
         {
-            "gateway": {},
+            "gateway": {"postgres": gw["listen"]} if gw.get("listen") else {},
             "nats": nt.get("url"),
             "ledger_dsn": _read(secret("ledger_dsn")),
             "target_dsn": _dsn(
@@ -301,7 +363,12 @@ def down(layout: Layout, purge: bool = False) -> list[str]:
         return ["nothing to stop"]
     with _locked(layout):
         state = load_state(layout)
-        nt, pg = state.get("nats", {}), state.get("postgres", {})
+        nt, pg, gw = state.get("nats", {}), state.get("postgres", {}), state.get("gateway", {})
+        if gw:
+            # First, so its last events reach NATS before NATS stops.
+            stopped = procs.terminate(gw.get("pid", 0), gw.get("marker", ""), timeout=45.0)
+            verb = "stopped" if stopped else "could not be stopped"
+            log.append(f"gateway     {verb} (pid {gw.get('pid')})")
         if nt.get("managed"):
             stopped = procs.terminate(nt.get("pid", 0), nt.get("marker", ""))
             log.append(

@@ -1,0 +1,208 @@
+"""``pcigate gateway``: listeners for every configured connection, the spool and its publisher.
+
+Start order is fail-closed: the digest key, every vaulted credential and TLS file, the JWKS source and the
+spool must all be usable before the first port opens. NATS being down is not fatal — that is what the
+spool is for — but is logged, and the publisher keeps retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.audit import DigestKey
+from gateway.endpoint import Endpoint
+from gateway.hooks import HookFactory
+from gateway.identity import TokenVerifier
+from gateway.jwks import jwks_source
+from gateway.publisher import Publisher
+from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
+from gateway.session import PgSession
+from gateway.spool import Spool
+from pcigate.config import Config, SecretError, resolve_secret
+from pcigate.nats_provision import ProvisionError, provision_url
+from pcigate.settings import nats_connect_options, nats_servers, provision_settings
+
+__all__ = ["Gateway", "GatewayStartError", "digest_key_from", "run_gateway"]
+
+log = logging.getLogger(__name__)
+
+MIN_DIGEST_KEY_BYTES = 32
+
+
+class GatewayStartError(RuntimeError):
+    """The gateway refuses to start; the message names the setting and what to do."""
+
+
+def digest_key_from(config: Config) -> DigestKey:
+    ref = config.gateway.digest_key
+    if ref is None:
+        raise GatewayStartError(
+            "gateway.digest_key is not set: the gateway needs an HMAC key (>= 32 bytes) for statement "
+            "digests; create one (e.g. `head -c 32 /dev/urandom | base64 > key; chmod 600 key`) and "
+            "reference it as file:/path"
+        )
+    try:
+        key = resolve_secret(ref).strip().encode()
+    except SecretError as exc:
+        raise GatewayStartError(f"gateway.digest_key: {exc}") from None
+    if len(key) < MIN_DIGEST_KEY_BYTES:
+        raise GatewayStartError(f"gateway.digest_key must be at least {MIN_DIGEST_KEY_BYTES} bytes")
+    return DigestKey(config.gateway.digest_key_id, key)
+
+
+class _ClientEndpoint(Endpoint):
+    """The client side: each accepted connection starts its session."""
+
+    def __init__(self, gateway: Gateway, ctx: ListenerContext) -> None:
+        super().__init__()
+        self._gateway = gateway
+        self._ctx = ctx
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._gateway.start_session(PgSession(self._ctx, self))
+
+
+@dataclass
+class Gateway:
+    """A running gateway; :meth:`start` opens everything, :meth:`stop` closes it in order."""
+
+    config: Config
+    hook_factory: HookFactory | None = None
+    spool: Spool | None = None
+    publisher: Publisher | None = None
+    servers: list[asyncio.Server] = field(default_factory=list)
+    sessions: set[asyncio.Task[None]] = field(default_factory=set)
+    contexts: list[ListenerContext] = field(default_factory=list)
+    _publisher_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> list[str]:
+        """Open the spool, start publishing, then listen; returns lines describing what listens where."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        digest_key = digest_key_from(config)
+        verifier = TokenVerifier(config.identity, jwks_source(config.identity))
+        spool = Spool(config.nats.spool_dir, max_bytes=config.nats.spool_max_bytes)
+        try:
+            spool.open(loop)
+        except OSError as exc:
+            raise GatewayStartError(f"nats.spool_dir {config.nats.spool_dir}: {exc}") from None
+        self.spool = spool
+        await self._provision()
+        self.publisher = Publisher(
+            spool,
+            nats_servers(config),
+            connect_options=nats_connect_options(config),
+            max_in_flight=config.nats.max_in_flight,
+        )
+        self._publisher_task = loop.create_task(self.publisher.run(), name="pcigate-publisher")
+        cancels, failures = CancelRegistry(), FailureTracker()
+        lines = []
+        for conn in config.connections:
+            try:
+                ctx = ListenerContext.build(
+                    config,
+                    conn,
+                    verifier=verifier,
+                    spool=spool,
+                    cancels=cancels,
+                    failures=failures,
+                    digest_key=digest_key,
+                    hook_factory=self.hook_factory,
+                )
+            except (SecretError, OSError, ValueError) as exc:
+                raise GatewayStartError(f"connection {conn.name}: {exc}") from None
+            self.contexts.append(ctx)
+            host, port = conn.listen.host, conn.listen.port
+            try:
+                server = await loop.create_server(
+                    lambda ctx=ctx: _ClientEndpoint(self, ctx),  # type: ignore[misc]
+                    host,
+                    port,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+            except OSError as exc:
+                raise GatewayStartError(
+                    f"connection {conn.name}: cannot listen on {conn.listen}: {exc}"
+                ) from None
+            self.servers.append(server)
+            tls = "TLS required" if conn.tls_required else ("TLS offered" if ctx.server_tls else "no TLS")
+            lines.append(
+                f"{conn.name}: postgres on {conn.listen} -> {conn.upstream.host}:{conn.upstream.port}/"
+                f"{conn.upstream.database} ({tls})"
+            )
+        return lines
+
+    async def _provision(self) -> None:
+        try:
+            async with asyncio.timeout(10):
+                await provision_url(
+                    nats_servers(self.config),
+                    provision_settings(self.config),
+                    **nats_connect_options(self.config),
+                )
+        except ProvisionError:
+            raise
+        except Exception as exc:
+            # The spool holds events until NATS is back; the publisher retries.
+            log.warning("NATS streams not verified at start (%s); events wait in the spool", exc)
+
+    def start_session(self, session: PgSession) -> None:
+        task = asyncio.get_running_loop().create_task(session.run())
+        self.sessions.add(task)
+        task.add_done_callback(self.sessions.discard)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening, give sessions ``grace`` seconds, then end them; flush the spool to NATS."""
+        for server in self.servers:
+            server.close()
+        if grace is None:
+            grace = self.config.gateway.shutdown_grace.total_seconds()
+        if self.sessions:
+            _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self.publisher is not None:
+            drained = await self.publisher.drain(timeout=5.0)
+            if not drained:
+                log.warning("stopping with unpublished events in the spool; they are sent at next start")
+        if self._publisher_task is not None:
+            self._publisher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher_task
+        if self.spool is not None:
+            self.spool.close()
+
+
+async def run_gateway(
+    config: Config,
+    *,
+    hook_factory: HookFactory | None = None,
+    on_ready: Callable[[list[str]], None] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT."""
+    # The spool's writer thread must get the GIL back the moment its fsync returns: with the default 5 ms
+    # switch interval a busy event loop would add up to 5 ms to every statement waiting on durability.
+    sys.setswitchinterval(0.0001)
+    gateway = Gateway(config, hook_factory=hook_factory)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        lines = await gateway.start()
+        if on_ready is not None:
+            on_ready(lines)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await gateway.stop()

@@ -1,0 +1,1152 @@
+"""One client session: the only place that owns the client and upstream transports.
+
+The handshake (TLS, token, upstream login) is a coroutine; after it, bytes flow through two callbacks
+(:meth:`PgSession._from_client`, :meth:`PgSession._from_upstream`) that frame messages with the pure codec,
+keep the statement bookkeeping, call hooks, and forward untouched messages as the bytes received.
+
+The audit rule: every statement gets an *intent* record in the spool before it goes upstream. A statement
+that may change data or privileges is held until its intent is durable; a read may start at once, but
+nothing upstream answers reaches the client until every intent sent so far is durable. When the statement
+completes, its ``command.executed`` event (same id) follows. If the spool cannot accept, the statement is
+refused with SQLSTATE 58030 and never reaches upstream.
+
+Responses are matched to requests with a FIFO of what each request will produce (PostgreSQL answers in
+order; after an error it skips to the next Sync), so a refused statement is swapped upstream for a harmless
+one that fails the same way, and its ErrorResponse for ours: the client and server stay in step, in
+pipelines too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from gateway import audit
+from gateway.endpoint import Endpoint, PeerClosedError
+from gateway.hooks import ALLOW, Hook, HookChain, SessionInfo, StatementView, Verdict, apply_row_hooks
+from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
+from gateway.pgwire import messages as m
+from gateway.pgwire import startup as st
+from gateway.spool import SpoolUnavailable
+from gateway.sqltext import audit_text, split_statements
+from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
+from schemas.ids import new_event_id
+from schemas.models import Actor, AuthFailedData, Origin, SessionClosedData, SessionOpenedData
+
+if TYPE_CHECKING:
+    from gateway.runtime import ListenerContext
+
+__all__ = ["PgSession"]
+
+log = logging.getLogger(__name__)
+
+NEWEST_MINOR: Final = 0  # we speak protocol 3.0 to clients and upstream
+HANDSHAKE_TIMEOUT: Final = 30.0
+_SUBJECT_EXECUTED: Final = audit.subject_for("command.executed")
+
+# Startup parameters passed upstream; everything else is dropped (and the client told), because options
+# like `options=-c role=...` or `replication` would let a client reach around the gateway's policy.
+FORWARDED_PARAMS: Final = frozenset(
+    {
+        "application_name",
+        "client_encoding",
+        "datestyle",
+        "intervalstyle",
+        "timezone",
+        "extra_float_digits",
+        "search_path",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "default_transaction_read_only",
+        "default_transaction_isolation",
+        "bytea_output",
+        "standard_conforming_strings",
+        "geqo",
+        "jit",
+    }
+)
+
+# Expected responses, one FIFO entry per request that produces one.
+K_PARSE: Final = 1
+K_BIND: Final = 2
+K_DESCRIBE: Final = 3
+K_EXECUTE: Final = 4
+K_CLOSE: Final = 5
+K_SYNC: Final = 6
+K_QUERY: Final = 7
+K_FUNC: Final = 8
+
+_D = m.DATA_ROW
+_C = m.COMMAND_COMPLETE
+_Z = m.READY_FOR_QUERY
+_E = m.ERROR_RESPONSE
+_T = m.ROW_DESCRIPTION
+
+REFUSED_QUERY: Final = m.query("pcigate statement refused")  # fails with 42601 and runs nothing
+REFUSED_PORTAL: Final = "pcigate\x1frefused"  # no client can name a portal like this
+
+
+class SessionEnd(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """End the session: ``reason`` is the session.closed reason, ``fatal`` the bytes for the client."""
+
+    def __init__(self, reason: str, fatal: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fatal = fatal
+
+
+def fatal(sqlstate: str, message: str, hint: str | None = None) -> bytes:
+    return m.error_response("FATAL", sqlstate, message, hint=hint)
+
+
+@dataclass(slots=True)
+class Running:
+    """A statement between its intent and its completion."""
+
+    view: StatementView
+    event_id: str
+    statement_json: str
+    objects: tuple[str, ...]
+    started_ns: int = 0
+
+
+@dataclass(slots=True)
+class Expect:
+    kind: int
+    stmts: list[Running] = field(default_factory=list)
+    idx: int = 0
+    refused: bytes | None = None  # our ErrorResponse to send instead of upstream's
+    failed: bool = False
+    row_hooks: tuple[Hook, ...] = ()
+
+
+@dataclass(slots=True)
+class Portal:
+    text: str
+    params: list[bytes | None] | None
+    formats: list[int]
+    oids: list[int]
+
+
+class PgSession:
+    """See the module docstring."""
+
+    def __init__(self, ctx: ListenerContext, client: Endpoint) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.upstream: UpstreamConnection | None = None
+        self.session_id = new_event_id()
+        self.opened_ns = time.monotonic_ns()
+        peer = client.transport.get_extra_info("peername") if client.transport else None
+        self.client_addr: str = peer[0] if isinstance(peer, tuple) else "local"
+        self.client_port: int | None = peer[1] if isinstance(peer, tuple) else None
+        self.client_app: str | None = None
+        self.identity: VerifiedIdentity | None = None
+        self.audit: audit.SessionAudit | None = None
+        self.hooks = HookChain()
+        self.info: SessionInfo | None = None
+        self.cancel_pid = 0
+        self.cancel_key = b""
+        self.tls = False
+        self.privileged = False
+        # relay state
+        self._max_msg = ctx.connection.limits.max_message_bytes
+        self._max_stmt = ctx.connection.limits.max_statement_bytes
+        self._cbuf = b""
+        self._ubuf = b""
+        self._expect: deque[Expect] = deque()
+        self._prepared: dict[str, tuple[str, list[int]]] = {}
+        self._portals: dict[str, Portal] = {}
+        self._sequence = 0
+        self._resp_gate = 0
+        self._held_up: bytes | None = None
+        self._client_backlog: list[bytes] = []
+        self._held_down: deque[tuple[int, bytes]] = deque()
+        self._down_waiting = False
+        self._done: asyncio.Future[str] | None = None
+        self._copy_hooks_out = False
+        self._last_activity = time.monotonic()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        # totals for session.closed
+        self.bytes_from_client = 0
+        self.bytes_to_client = 0
+        self.statements = 0
+        self.statements_blocked = 0
+        self.rows = 0
+        self.masked_values = 0
+
+    # ============================================================================ handshake
+
+    async def run(self) -> None:
+        reason = "client_closed"
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                opened = await self._handshake()
+            if not opened:
+                return
+            reason = await self._relay()
+        except SessionEnd as end:
+            reason = end.reason
+            if end.fatal is not None:
+                self.client.write(end.fatal)
+        except m.ProtocolError as exc:
+            reason = "protocol_error"
+            self.client.write(fatal(exc.sqlstate, f"pcigate: invalid protocol input: {exc.message}"))
+        except TimeoutError:
+            reason = "protocol_error"
+            self.client.write(fatal("08006", "pcigate: the client did not complete the login in time"))
+        except PeerClosedError:
+            reason = "client_closed"
+        except Exception:
+            log.exception("session %s failed", self.session_id)
+            reason = "protocol_error"
+            self.client.write(fatal("XX000", "pcigate: internal gateway error; the session was closed"))
+        finally:
+            await self._finish(reason)
+
+    async def _handshake(self) -> bool:
+        ctx = self.ctx
+        client = self.client
+        tls_offered = False
+        while True:
+            packet = st.parse_startup_packet(await client.read_startup_packet(), newest_minor=NEWEST_MINOR)
+            if isinstance(packet, st.SslRequest):
+                if tls_offered or self.tls:
+                    raise m.ProtocolError("duplicate SSLRequest")
+                tls_offered = True
+                if ctx.server_tls is None:
+                    client.write(b"N")
+                    continue
+                client.write(b"S")
+                await client.start_tls(ctx.server_tls, server_side=True, hostname=None)
+                self.tls = True
+            elif isinstance(packet, st.GssEncRequest):
+                client.write(b"N")  # no GSSAPI encryption: libpq then tries SSL or plain as configured
+            elif isinstance(packet, st.CancelRequest):
+                await ctx.cancels.cancel(packet.pid, packet.key)
+                return False
+            else:
+                break
+        startup = packet
+        params = startup.params
+        self.client_app = _label(params.get("application_name"))
+        if ctx.connection.tls_required and not self.tls:
+            raise SessionEnd(
+                "protocol_error",
+                fatal(
+                    "28000",
+                    "pcigate: this listener requires TLS",
+                    "connect with sslmode=require or verify-full",
+                ),
+            )
+        negotiation = st.negotiation_needed(startup, NEWEST_MINOR)
+        if negotiation is not None:
+            client.write(negotiation)
+        if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            raise SessionEnd(
+                "protocol_error", fatal("0A000", "pcigate: replication connections are not supported")
+            )
+        database = params.get("database") or params.get("user", "")
+        if database != ctx.connection.upstream.database:
+            raise SessionEnd(
+                "protocol_error",
+                fatal(
+                    "3D000",
+                    f'pcigate: database "{_printable(database)}" is not served here',
+                    f'this listener serves database "{ctx.connection.upstream.database}"',
+                ),
+            )
+        client.write(m.authentication_cleartext_password())
+        limit = ctx.identity_config.max_token_bytes
+        try:
+            typ, body = await client.read_message(limit + 64)
+        except m.MessageTooLarge:
+            await self._auth_failed(
+                AuthFailure(
+                    "credential_malformed",
+                    f"pcigate: the token is larger than this gateway accepts ({limit} bytes)",
+                    detail="password message over identity.max_token_bytes",
+                ),
+                oversized=True,
+            )
+        if typ != m.PASSWORD:
+            raise m.ProtocolError("expected a password message")
+        token = m.parse_password(body).decode("utf-8", "replace").strip()
+        identity = await self._verify(token)
+        role = ctx.role_for(identity.groups)
+        if role is None:
+            await self._auth_failed(
+                AuthFailure(
+                    "no_group_grants_connection",
+                    f'pcigate: none of your groups may use connection "{ctx.connection.name}"',
+                    claimed_sub=identity.sub,
+                    claimed_iss=identity.iss,
+                    jti=identity.jti,
+                ),
+                identity=identity,
+            )
+            return False
+        self.identity = identity
+        self.audit = ctx.session_audit(self.session_id, identity, self._origin())
+        self.info = SessionInfo(
+            session_id=self.session_id,
+            identity=identity,
+            connection=ctx.connection.name,
+            database=ctx.connection.upstream.database,
+            upstream_role=role.user,
+            client_addr=self.client_addr,
+            client_port=self.client_port,
+            client_app=self.client_app,
+            tls=self.tls,
+        )
+        self.hooks = HookChain(ctx.hook_factory(self.info) if ctx.hook_factory else ())
+        verdict = self.hooks.authenticated(self.info)
+        if verdict.action != "allow":
+            raise SessionEnd("policy_terminated", fatal(verdict.sqlstate, verdict.message))
+        forwarded = {k: v for k, v in params.items() if k.lower() in FORWARDED_PARAMS}
+        ignored = sorted(
+            k for k in params if k.lower() not in FORWARDED_PARAMS and k not in ("user", "database")
+        )
+        try:
+            self.upstream = await connect_upstream(
+                ctx.connection.upstream,
+                role.user,
+                ctx.password_for(role),
+                forwarded,
+                tls_context=ctx.upstream_tls,
+            )
+        except UpstreamError as exc:
+            log.error("session %s: %s", self.session_id, exc)
+            raise SessionEnd("upstream_closed", fatal(exc.sqlstate, exc.client_message)) from None
+        up = self.upstream
+        self.privileged = up.parameters.get("is_superuser") == "on"
+        self.cancel_pid, self.cancel_key = ctx.cancels.register(self)
+        out = [m.authentication_ok()]
+        out += [m.parameter_status(k, v) for k, v in up.parameters.items()]
+        out.append(m.backend_key_data(self.cancel_pid, self.cancel_key))
+        out += up.notices
+        if ignored:
+            out.append(
+                m.notice_response(
+                    "NOTICE",
+                    "01000",
+                    "pcigate: startup parameters not passed to the database: " + ", ".join(ignored),
+                )
+            )
+        self._emit_session_opened(role.user, identity)
+        out.append(m.ready_for_query(b"I"))
+        self._write_client(b"".join(out))
+        log.info(
+            "session %s opened: %s (%s) from %s:%s as %s",
+            self.session_id,
+            identity.sub,
+            identity.kind,
+            self.client_addr,
+            self.client_port,
+            role.user,
+        )
+        return True
+
+    async def _verify(self, token: str) -> VerifiedIdentity:
+        if not token:
+            failure = AuthFailure(
+                "credential_missing", "pcigate: no token: send your OIDC token as the password"
+            )
+        else:
+            try:
+                return await self.ctx.verifier.verify(token)
+            except AuthFailure as exc:
+                failure = exc
+        await self._auth_failed(failure, token=token)
+        raise AssertionError("unreachable: _auth_failed raises")
+
+    async def _auth_failed(
+        self,
+        failure: AuthFailure,
+        *,
+        token: str = "",
+        identity: VerifiedIdentity | None = None,
+        oversized: bool = False,
+    ) -> None:
+        ctx = self.ctx
+        count = ctx.failures.record(failure.claimed_sub, self.client_addr)
+        if identity is not None:
+            actor = audit.actor_of(identity)
+        else:
+            actor = _claimed_actor(failure, token, ctx.identity_config.issuer, ctx)
+        event_id, payload = audit.auth_failed_event(
+            actor=actor,
+            origin=self._origin(),
+            target=ctx.target(None),
+            sqlstate=failure.sqlstate,
+            message=_label(failure.client_message.removeprefix("pcigate: ")[:1024])
+            or "authentication failed",
+            data=AuthFailedData(
+                reason=failure.reason,
+                auth_method="oidc_token" if token or identity or oversized else None,
+                claimed_identity_source="token_claims" if failure.claimed_sub else "none",
+                token_jti=failure.jti,
+                consecutive_failures=count,
+                lockout_until=None,
+            ),
+        )
+        try:
+            seq = ctx.spool.append_event(audit.subject_for("auth.failed"), event_id, payload)
+            await ctx.spool.wait_durable(seq)
+        except SpoolUnavailable as exc:
+            log.error("auth.failed event could not be spooled: %s", exc.reason)
+        log.warning(
+            "authentication failed from %s:%s: %s", self.client_addr, self.client_port, failure.reason
+        )
+        message = failure.client_message
+        raise SessionEnd(
+            "protocol_error",
+            fatal(failure.sqlstate, message if message.startswith("pcigate") else f"pcigate: {message}"),
+        )
+
+    def _origin(self) -> Origin:
+        return Origin(addr=_addr(self.client_addr), port=self.client_port, client_app=self.client_app)
+
+    def _emit_session_opened(self, role: str, identity: VerifiedIdentity) -> None:
+        assert self.audit is not None
+        sslobj = self.client.ssl_object()
+        version = sslobj.version() if sslobj is not None else None
+        cipher = sslobj.cipher() if sslobj is not None else None
+        matched = tuple(g for g in identity.groups if g in self.ctx.role_groups(role))
+        event_id, payload = self.audit.session_opened(
+            SessionOpenedData(
+                auth_method="oidc_token",
+                token_jti=identity.jti,
+                token_expires_at=audit.utc_from_timestamp(identity.expires_at.timestamp()),
+                amr=identity.amr,
+                tls_version=version if version in ("TLSv1.2", "TLSv1.3") else None,
+                tls_cipher=cipher[0] if cipher else None,
+                upstream_role=role,
+                matched_groups=matched,
+                idle_timeout_s=min(86400, int(self.ctx.connection.limits.idle_timeout.total_seconds())),
+            )
+        )
+        try:
+            self.ctx.spool.append_event(audit.subject_for("session.opened"), event_id, payload)
+        except SpoolUnavailable as exc:
+            raise SessionEnd(
+                "protocol_error",
+                fatal("58030", f"pcigate: the audit spool cannot accept records ({exc.reason})", _SPOOL_HINT),
+            ) from None
+
+    # ============================================================================ relay
+
+    async def _relay(self) -> str:
+        assert self.upstream is not None
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        up = self.upstream.endpoint
+        up.relay(self._from_upstream, self._upstream_lost, self.client.pause_reading, self._upstream_drained)
+        self.client.relay(self._from_client, self._client_lost, up.pause_reading, self._client_drained)
+        self._arm_idle_timer()
+        return await self._done
+
+    def _end(self, reason: str, fatal_bytes: bytes | None = None) -> None:
+        if self._done is not None and not self._done.done():
+            if fatal_bytes is not None:
+                self.client.write(fatal_bytes)
+            self._done.set_result(reason)
+
+    def _write_client(self, data: bytes) -> None:
+        self.bytes_to_client += len(data)
+        self.client.write(data)
+
+    def _client_drained(self) -> None:
+        if self.upstream is not None:
+            self.upstream.endpoint.resume_reading()
+
+    def _upstream_drained(self) -> None:
+        if self._held_up is None:
+            self.client.resume_reading()
+
+    def _client_lost(self, exc: Exception | None) -> None:
+        self._end("client_closed")
+
+    def _upstream_lost(self, exc: Exception | None) -> None:
+        self._end("upstream_closed")
+
+    # --------------------------------------------------------------------------- client -> upstream
+
+    def _from_client(self, data: bytes) -> None:
+        self.bytes_from_client += len(data)
+        self._last_activity = time.monotonic()
+        if self._held_up is not None or self._client_backlog:
+            self._client_backlog.append(data)
+            return
+        try:
+            self._process_client(data)
+        except m.ProtocolError as exc:
+            self._end(
+                "protocol_error", fatal(exc.sqlstate, f"pcigate: invalid protocol input: {exc.message}")
+            )
+        except SessionEnd as end:
+            self._end(end.reason, end.fatal)
+
+    def _process_client(self, data: bytes) -> None:
+        buf = self._cbuf + data if self._cbuf else data
+        msgs, end = m.scan(buf, 0, self._max_msg)
+        self._cbuf = buf[end:]
+        if not msgs:
+            return
+        parts: list[bytes] | None = None
+        last = 0
+        gate = 0  # highest intent seq that must be durable before this batch goes upstream
+        sent = 0  # highest intent seq in this batch
+        expect = self._expect
+        for typ, s, e in msgs:
+            replacement: bytes | None = None
+            if typ == m.QUERY:
+                replacement, seq, write = self._on_query(buf, s, e)
+                if seq:
+                    sent = seq
+                    if write:
+                        gate = seq
+            elif typ == m.BIND:
+                self._on_bind(buf, s, e)
+                expect.append(Expect(K_BIND))
+            elif typ == m.EXECUTE:
+                replacement, seq, write = self._on_execute(buf, s, e)
+                if seq:
+                    sent = seq
+                    if write:
+                        gate = seq
+            elif typ == m.PARSE:
+                replacement = self._on_parse(buf, s, e)
+            elif typ == m.SYNC:
+                expect.append(Expect(K_SYNC))
+            elif typ == m.DESCRIBE:
+                expect.append(Expect(K_DESCRIBE))
+            elif typ == m.CLOSE:
+                kind, name = m.parse_close(m.message_body(buf, s, e))
+                if kind == "S":
+                    self._prepared.pop(name, None)
+                else:
+                    self._portals.pop(name, None)
+                expect.append(Expect(K_CLOSE))
+            elif typ in (m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL, m.FLUSH):
+                if typ == m.COPY_DATA and self.hooks.wants_copy_data:
+                    body = bytes(m.message_body(buf, s, e))
+                    new = self.hooks.copy_data(self._current_stmt(), False, body)
+                    if new is not body:
+                        replacement = _frame(m.COPY_DATA, new)
+            elif typ == m.TERMINATE:
+                if self.upstream is not None:
+                    self.upstream.endpoint.write(m.terminate())
+                raise SessionEnd("client_closed")
+            elif typ == m.FUNCTION_CALL:
+                replacement, seq = self._on_function_call(buf, s, e)
+                if seq:
+                    sent = gate = seq
+            else:
+                raise m.ProtocolError(f"unexpected message type {chr(typ)!r} from the client")
+            if replacement is not None:
+                parts, last = _splice(parts, buf, last, s, e, replacement)
+        out = _joined(buf, end, parts, last)
+        self._resp_gate = max(self._resp_gate, sent)
+        if gate and self.ctx.spool.durable_seq < gate:
+            self._held_up = out
+            self.client.pause_reading()
+            self.ctx.spool.when_durable(gate, self._release_up)
+        else:
+            assert self.upstream is not None
+            self.upstream.endpoint.write(out)
+
+    def _release_up(self, error: SpoolUnavailable | None) -> None:
+        held, self._held_up = self._held_up, None
+        if error is not None:
+            self._end("protocol_error", fatal("58030", _spool_message(error), _SPOOL_HINT))
+            return
+        assert self.upstream is not None and held is not None
+        self.upstream.endpoint.write(held)
+        backlog, self._client_backlog = self._client_backlog, []
+        try:
+            for data in backlog:
+                if self._held_up is not None:
+                    self._client_backlog.append(data)
+                else:
+                    self._process_client(data)
+        except m.ProtocolError as exc:
+            self._end(
+                "protocol_error", fatal(exc.sqlstate, f"pcigate: invalid protocol input: {exc.message}")
+            )
+        except SessionEnd as end:
+            self._end(end.reason, end.fatal)
+        if self._held_up is None and not self.client.closed:
+            upstream = self.upstream.endpoint
+            if not upstream.write_paused:
+                self.client.resume_reading()
+
+    def _on_query(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
+        body = m.message_body(buf, s, e)
+        if len(body) - 1 > self._max_stmt:
+            return self._refuse_query(_too_long(len(body) - 1, self._max_stmt)), 0, False
+        sql = m.parse_query(body)
+        texts = split_statements(sql)
+        entry = Expect(K_QUERY)
+        seq = 0
+        write = False
+        for text in texts:
+            try:
+                running, verdict, seq_i = self._begin(text, None, [], "simple")
+            except SpoolUnavailable as exc:
+                self._abandon(entry)
+                return self._refuse_query(fatal_free("58030", _spool_message(exc), _SPOOL_HINT)), 0, False
+            if verdict.action != "allow":
+                self._abandon(entry)
+                return self._refuse_query(_blocked(verdict)), 0, False
+            assert running is not None
+            entry.stmts.append(running)
+            seq = seq_i
+            write = write or not running.view.info.read_only
+        now = time.perf_counter_ns()
+        for r in entry.stmts:
+            r.started_ns = now
+        self._expect.append(entry)
+        return None, seq, write
+
+    def _refuse_query(self, error: bytes) -> bytes:
+        self._expect.append(Expect(K_QUERY, refused=error))
+        return REFUSED_QUERY
+
+    def _on_parse(self, buf: bytes, s: int, e: int) -> bytes | None:
+        msg = m.parse_parse(m.message_body(buf, s, e))
+        if len(msg.query) > self._max_stmt:
+            # The Parse fails upstream the same way a too-long statement would fail there.
+            self._expect.append(
+                Expect(K_PARSE, refused=fatal_free("54000", *_too_long_text(len(msg.query), self._max_stmt)))
+            )
+            return _frame(m.PARSE, b"\x00pcigate statement refused\x00\x00\x00")
+        self._prepared[msg.name] = (msg.query, msg.param_oids)
+        self._expect.append(Expect(K_PARSE))
+        return None
+
+    def _on_bind(self, buf: bytes, s: int, e: int) -> None:
+        msg = m.parse_bind(m.message_body(buf, s, e))
+        prepared = self._prepared.get(msg.statement)
+        if prepared is not None:
+            text, oids = prepared
+            self._portals[msg.portal] = Portal(text, msg.params or None, msg.param_formats, oids)
+        # An unknown statement name fails upstream (26000); nothing of ours to track.
+
+    def _on_execute(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
+        msg = m.parse_execute(m.message_body(buf, s, e))
+        portal = self._portals.get(msg.portal)
+        if portal is None:
+            self._expect.append(Expect(K_EXECUTE))  # fails upstream with 34000; we only track it
+            return None, 0, False
+        try:
+            running, verdict, seq = self._begin(
+                portal.text, portal.params, portal.formats, "extended", portal.oids
+            )
+        except SpoolUnavailable as exc:
+            self._expect.append(
+                Expect(K_EXECUTE, refused=fatal_free("58030", _spool_message(exc), _SPOOL_HINT))
+            )
+            return m.execute(REFUSED_PORTAL), 0, False
+        if verdict.action != "allow" or running is None:
+            self._expect.append(Expect(K_EXECUTE, refused=_blocked(verdict)))
+            return m.execute(REFUSED_PORTAL), 0, False
+        running.started_ns = time.perf_counter_ns()
+        self._expect.append(Expect(K_EXECUTE, stmts=[running]))
+        return None, seq, not running.view.info.read_only
+
+    def _on_function_call(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int]:
+        body = m.message_body(buf, s, e)
+        oid = int.from_bytes(body[:4], "big") if len(body) >= 4 else 0
+        text = f"/* fast-path function call */ SELECT pcigate_function_oid_{oid}()"
+        try:
+            running, verdict, seq = self._begin(text, None, [], "function")
+        except SpoolUnavailable as exc:
+            self._expect.append(Expect(K_FUNC, refused=fatal_free("58030", _spool_message(exc), _SPOOL_HINT)))
+            return REFUSED_QUERY, 0
+        if verdict.action != "allow" or running is None:
+            self._expect.append(Expect(K_FUNC, refused=_blocked(verdict)))
+            return REFUSED_QUERY, 0
+        running.started_ns = time.perf_counter_ns()
+        self._expect.append(Expect(K_FUNC, stmts=[running]))
+        return None, seq
+
+    def _begin(
+        self,
+        text: str,
+        params: list[bytes | None] | None,
+        formats: list[int],
+        protocol: str,
+        oids: list[int] | None = None,
+    ) -> tuple[Running | None, Verdict, int]:
+        """Hooks, then the intent record; raises SpoolUnavailable when the record cannot be made."""
+        sa = audit.statement_audit(text)
+        self._sequence += 1
+        view = StatementView(self._sequence, text, sa.info, params, formats, protocol)  # type: ignore[arg-type]
+        verdict = self.hooks.statement(view) if self.hooks.wants_statements else ALLOW
+        assert self.audit is not None
+        if verdict.action != "allow":
+            self.statements_blocked += 1
+            return None, verdict, 0
+        event_id = new_event_id()
+        stmt_json = self.audit.statement_json(text, sa, params, formats, oids or ())
+        intent = self.audit.command_executed(
+            event_id=event_id,
+            statement_json=stmt_json,
+            objects=sa.info.objects,
+            sequence=view.sequence,
+            outcome=None,
+            privileged=self.privileged,
+        )
+        seq = self.ctx.spool.append_intent(_SUBJECT_EXECUTED, event_id, intent)
+        return Running(view, event_id, stmt_json, sa.info.objects), verdict, seq
+
+    def _abandon(self, entry: Expect) -> None:
+        """Statements of a refused Query whose intents were written: they did not run."""
+        for running in entry.stmts:
+            self._complete(running, "failure", code="not_run", message=_NOT_RUN)
+
+    def _current_stmt(self) -> StatementView | None:
+        if not self._expect:
+            return None
+        entry = self._expect[0]
+        if entry.idx < len(entry.stmts):
+            return entry.stmts[entry.idx].view
+        return None
+
+    # --------------------------------------------------------------------------- upstream -> client
+
+    def _from_upstream(self, data: bytes) -> None:
+        try:
+            out = self._process_upstream(data)
+        except m.ProtocolError as exc:
+            log.error("session %s: invalid data from upstream: %s", self.session_id, exc.message)
+            self._end("upstream_closed", fatal("08P01", "pcigate: the database sent invalid protocol data"))
+            return
+        except SessionEnd as end:
+            self._end(end.reason, end.fatal)
+            return
+        if not out:
+            return
+        if self._held_down or self.ctx.spool.durable_seq < self._resp_gate:
+            self._held_down.append((self._resp_gate, out))
+            if not self._down_waiting:
+                self._down_waiting = True
+                self.ctx.spool.when_durable(self._held_down[0][0], self._release_down)
+            return
+        self.bytes_to_client += len(out)
+        self.client.write(out)
+
+    def _release_down(self, error: SpoolUnavailable | None) -> None:
+        self._down_waiting = False
+        if error is not None:
+            self._held_down.clear()
+            self._end("protocol_error", fatal("58030", _spool_message(error), _SPOOL_HINT))
+            return
+        durable = self.ctx.spool.durable_seq
+        held = self._held_down
+        chunks: list[bytes] = []
+        while held and held[0][0] <= durable:
+            chunks.append(held.popleft()[1])
+        if chunks:
+            data = b"".join(chunks)
+            self.bytes_to_client += len(data)
+            self.client.write(data)
+        if held:
+            self._down_waiting = True
+            self.ctx.spool.when_durable(held[0][0], self._release_down)
+
+    def _process_upstream(self, data: bytes) -> bytes:
+        buf = self._ubuf + data if self._ubuf else data
+        msgs, end = m.scan(buf, 0, 1 << 30)
+        self._ubuf = buf[end:]
+        parts: list[bytes] | None = None
+        last = 0
+        expect = self._expect
+        for typ, s, e in msgs:
+            replacement: bytes | None = None
+            if typ == _D:
+                if expect and expect[0].row_hooks:
+                    replacement = self._on_data_row(buf, s, e)
+                else:
+                    continue
+            elif typ == _C:
+                self._on_command_complete(buf, s, e)
+            elif typ == _Z:
+                self._on_ready()
+            elif typ == _T:
+                if self.hooks.wants_row_descriptions:
+                    self._on_row_description(buf, s, e)
+                if expect and expect[0].kind == K_DESCRIBE:
+                    expect.popleft()
+            elif typ == _E:
+                replacement = self._on_error(buf, s, e)
+            elif typ in _POP_ONE:
+                if expect:
+                    expect.popleft()
+            elif typ == m.EMPTY_QUERY_RESPONSE:
+                if expect and expect[0].kind == K_EXECUTE:
+                    expect.popleft()
+            elif typ == m.PORTAL_SUSPENDED:
+                self._on_suspended()
+            elif typ == m.COPY_DATA:
+                if self.hooks.wants_copy_data:
+                    body = bytes(m.message_body(buf, s, e))
+                    new = self.hooks.copy_data(self._current_stmt(), True, body)
+                    if new is not body:
+                        replacement = _frame(m.COPY_DATA, new)
+            elif typ in _PASS:
+                pass
+            else:
+                raise m.ProtocolError(f"unexpected message type {chr(typ)!r} from upstream")
+            if replacement is not None:
+                parts, last = _splice(parts, buf, last, s, e, replacement)
+        return _joined(buf, end, parts, last)
+
+    def _on_row_description(self, buf: bytes, s: int, e: int) -> None:
+        fields = m.parse_row_description(m.message_body(buf, s, e))
+        if not self._expect:
+            return
+        entry = self._expect[0]
+        stmt = entry.stmts[entry.idx].view if entry.idx < len(entry.stmts) else None
+        hooks = self.hooks.row_description(stmt, fields)
+        # Describe's RowDescription announces the rows of a later Execute of the same portal.
+        target = entry
+        if entry.kind == K_DESCRIBE:
+            for later in self._expect:
+                if later.kind == K_EXECUTE:
+                    target = later
+                    break
+        target.row_hooks = hooks
+
+    def _on_data_row(self, buf: bytes, s: int, e: int) -> bytes | None:
+        entry = self._expect[0]
+        stmt = entry.stmts[entry.idx].view if entry.idx < len(entry.stmts) else None
+        values = m.parse_data_row(m.message_body(buf, s, e))
+        new = apply_row_hooks(entry.row_hooks, stmt, values)
+        return None if new is None else m.data_row(new)
+
+    def _on_command_complete(self, buf: bytes, s: int, e: int) -> None:
+        expect = self._expect
+        if not expect:
+            return
+        entry = expect[0]
+        tag = m.parse_command_complete(m.message_body(buf, s, e))
+        if entry.kind == K_QUERY:
+            if entry.idx < len(entry.stmts):
+                running = entry.stmts[entry.idx]
+                entry.idx += 1
+                self._complete(running, "success", tag=tag)
+            entry.row_hooks = ()
+        elif entry.kind == K_EXECUTE:
+            expect.popleft()
+            if entry.stmts:
+                self._complete(entry.stmts[0], "success", tag=tag)
+
+    def _on_suspended(self) -> None:
+        if self._expect and self._expect[0].kind == K_EXECUTE:
+            entry = self._expect.popleft()
+            if entry.stmts:
+                self._complete(entry.stmts[0], "success", tag=None, suspended=True)
+
+    def _on_error(self, buf: bytes, s: int, e: int) -> bytes | None:
+        expect = self._expect
+        fields = m.parse_error_fields(m.message_body(buf, s, e))
+        if fields.get("S") in ("FATAL", "PANIC") or not expect:
+            return None
+        entry = expect[0]
+        if entry.kind == K_SYNC:
+            return None  # e.g. a deferred constraint failing at the implicit commit of Sync
+        current = entry.stmts[entry.idx] if entry.idx < len(entry.stmts) else None
+        if self.hooks.wants_errors:
+            self.hooks.error(current.view if current else None, fields)
+        code = fields.get("C")
+        message = fields.get("M")
+        if entry.kind in (K_QUERY, K_FUNC):
+            entry.failed = True
+            if current is not None:
+                entry.idx += 1
+                self._complete(current, "failure", code=code, message=message)
+            return entry.refused
+        # Extended protocol: the server skips everything up to the next Sync. An error at Parse or Bind
+        # (planning folds constants, so 1/$1 with 0 fails at Bind) is the failure of the Execute it prepared.
+        replacement = entry.refused
+        expect.popleft()
+        failed = current
+        not_run: list[Running] = []
+        while expect and expect[0].kind != K_SYNC:
+            for running in expect.popleft().stmts:
+                if failed is None and replacement is None:
+                    failed = running
+                else:
+                    not_run.append(running)
+        if failed is not None:
+            self._complete(failed, "failure", code=code, message=message)
+        for running in not_run:
+            self._complete(running, "failure", code="not_run", message=_NOT_RUN)
+        return replacement
+
+    def _on_ready(self) -> None:
+        expect = self._expect
+        if not expect:
+            return
+        entry = expect.popleft()
+        if entry.kind in (K_QUERY, K_FUNC):
+            for running in entry.stmts[entry.idx :]:
+                if entry.failed:
+                    self._complete(running, "failure", code="not_run", message=_NOT_RUN)
+                else:
+                    self._complete(running, "success", tag=None)
+        # K_SYNC: nothing else to do. Anything else at the front means we lost track: say so loudly.
+        elif entry.kind != K_SYNC:
+            log.error(
+                "session %s: response tracking out of step (%s before ReadyForQuery)",
+                self.session_id,
+                entry.kind,
+            )
+
+    def _complete(
+        self,
+        running: Running,
+        result: audit.Result,
+        *,
+        tag: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        suspended: bool = False,
+    ) -> None:
+        assert self.audit is not None
+        view = running.view
+        rows = m.command_tag_rows(tag) if tag else None
+        if result == "success":
+            self.statements += 1
+            if rows:
+                self.rows += rows
+            if tag is not None and self.hooks.wants_completions:
+                self.hooks.command_complete(view, tag, rows)
+        self.masked_values += view.masked_values
+        duration = (time.perf_counter_ns() - running.started_ns) / 1e6 if running.started_ns else 0.0
+        payload = self.audit.command_executed(
+            event_id=running.event_id,
+            statement_json=running.statement_json,
+            objects=running.objects,
+            sequence=view.sequence,
+            outcome=result,
+            code=code if code and _CODE_OK(code) else None,
+            message=_masked_message(message),
+            command_tag=(tag[:64] if tag else None) if not suspended else "PORTAL SUSPENDED",
+            rows=rows,
+            duration_ms=duration,
+            chd_access=view.chd_access,
+            privileged=self.privileged,
+            masked_values=view.masked_values,
+            approval_id=view.approval_id,
+            rule=view.rule,
+        )
+        try:
+            self.ctx.spool.append_event(_SUBJECT_EXECUTED, running.event_id, payload)
+        except SpoolUnavailable as exc:
+            # The intent is durable: recovery reports this statement as interrupted. Stop here.
+            raise SessionEnd("protocol_error", fatal("58030", _spool_message(exc), _SPOOL_HINT)) from None
+
+    # ============================================================================ idle and close
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self.ctx.connection.limits.idle_timeout.total_seconds()
+        loop = asyncio.get_running_loop()
+        self._idle_handle = loop.call_later(timeout, self._check_idle, timeout)
+
+    def _check_idle(self, timeout: float) -> None:
+        idle_for = time.monotonic() - self._last_activity
+        if idle_for >= timeout and not self._expect:
+            self._end(
+                "idle_timeout",
+                fatal("57P05", "pcigate: terminating connection due to idle-session timeout", "reconnect"),
+            )
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_handle = loop.call_later(max(1.0, timeout - idle_for), self._check_idle, timeout)
+
+    async def _finish(self, reason: str) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        if self.cancel_pid:
+            self.ctx.cancels.unregister(self.cancel_pid)
+        up = self.upstream
+        if up is not None:
+            if self._expect and not up.endpoint.closed:
+                # A client gone mid-query must not leave its query running upstream.
+                await cancel_upstream(
+                    self.ctx.connection.upstream,
+                    up.backend_pid,
+                    up.backend_key,
+                    tls_context=self.ctx.upstream_tls,
+                )
+            if not up.endpoint.closed:
+                up.endpoint.write(m.terminate())
+            up.endpoint.close()
+        self.client.close()
+        if self.audit is not None and self.identity is not None:
+            for entry in self._expect:
+                for running in entry.stmts[entry.idx :]:
+                    try:
+                        self._complete(
+                            running, "failure", code="session_closed", message=_CLOSED_MID_STATEMENT
+                        )
+                    except SessionEnd:
+                        break
+            self._expect.clear()
+            if self.info is not None:
+                self.hooks.close(self.info, reason)
+            event_id, payload = self.audit.session_closed(
+                SessionClosedData(
+                    reason=reason,
+                    duration_ms=round((time.monotonic_ns() - self.opened_ns) / 1e6, 3),
+                    statements=self.statements,
+                    statements_blocked=self.statements_blocked,
+                    rows=self.rows,
+                    bytes_from_client=self.bytes_from_client,
+                    bytes_to_client=self.bytes_to_client,
+                    masked_values=self.masked_values,
+                ),
+                failed=reason not in ("client_closed", "idle_timeout", "gateway_shutdown"),
+            )
+            try:
+                self.ctx.spool.append_event(audit.subject_for("session.closed"), event_id, payload)
+            except SpoolUnavailable as exc:
+                log.error("session %s: session.closed could not be spooled: %s", self.session_id, exc.reason)
+            log.info(
+                "session %s closed (%s): %d statements, %d rows",
+                self.session_id,
+                reason,
+                self.statements,
+                self.rows,
+            )
+
+    async def cancel(self) -> None:
+        """Forward a client's CancelRequest to this session's upstream backend."""
+        up = self.upstream
+        if up is None:
+            return
+        await cancel_upstream(
+            self.ctx.connection.upstream, up.backend_pid, up.backend_key, tls_context=self.ctx.upstream_tls
+        )
+
+
+# ================================================================================ helpers
+
+_SPOOL_HINT: Final = (
+    "the gateway cannot make audit records durable; retry later or contact the gateway operator"
+)
+_NOT_RUN: Final = "not run: an earlier statement in the same request failed"
+_CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
+_POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
+_PASS: Final = frozenset(
+    {
+        m.NOTICE_RESPONSE,
+        m.NOTIFICATION_RESPONSE,
+        m.PARAMETER_STATUS,
+        m.PARAMETER_DESCRIPTION,
+        m.COPY_IN_RESPONSE,
+        m.COPY_OUT_RESPONSE,
+        m.COPY_BOTH_RESPONSE,
+        m.COPY_DONE,
+        m.FUNCTION_CALL_RESPONSE,
+    }
+)
+
+
+def _splice(  # noqa: PLR0917 - hot path: plain positional call, no per-batch object
+    parts: list[bytes] | None, buf: bytes, last: int, start: int, end: int, replacement: bytes
+) -> tuple[list[bytes], int]:
+    """Record that ``buf[start:end]`` goes out as ``replacement``; untouched bytes stay one slice."""
+    if parts is None:
+        parts = []
+    parts.append(buf[last:start])
+    parts.append(replacement)
+    return parts, end
+
+
+def _joined(buf: bytes, end: int, parts: list[bytes] | None, last: int) -> bytes:
+    """The bytes to forward: the received buffer itself when nothing was replaced (the common case)."""
+    if parts is None:
+        return buf[:end] if end != len(buf) else buf
+    parts.append(buf[last:end])
+    return b"".join(parts)
+
+
+def _frame(typ: int, body: bytes) -> bytes:
+    return bytes([typ]) + (len(body) + 4).to_bytes(4, "big") + body
+
+
+def fatal_free(sqlstate: str, message: str, hint: str | None = None) -> bytes:
+    """A non-fatal ErrorResponse: the statement fails, the session goes on."""
+    return m.error_response("ERROR", sqlstate, message, hint=hint)
+
+
+def _blocked(verdict: Verdict) -> bytes:
+    return fatal_free(verdict.sqlstate, verdict.message or "pcigate: statement refused by policy")
+
+
+def _spool_message(error: SpoolUnavailable) -> str:
+    return f"pcigate: statement refused: its audit record cannot be made durable ({error.reason})"
+
+
+def _too_long_text(size: int, limit: int) -> tuple[str, str]:
+    return (
+        f"pcigate: statement of {size} bytes exceeds the limit of {limit} bytes",
+        "split the statement, or ask the gateway operator to raise limits.max_statement_bytes",
+    )
+
+
+def _too_long(size: int, limit: int) -> bytes:
+    return fatal_free("54000", *_too_long_text(size, limit))
+
+
+def _CODE_OK(code: str) -> bool:  # noqa: N802 - reads as a predicate constant
+    return 0 < len(code) <= 64 and code[0].isalnum() and all(c.isalnum() or c in "_.-" for c in code)
+
+
+def _masked_message(message: str | None) -> str | None:
+    if not message:
+        return None
+    text, _, _ = audit_text(message, 1024)
+    return text or None
+
+
+def _printable(value: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in value)[:64]
+
+
+def _label(value: str | None) -> str | None:
+    """A value for a schema label (1..256 chars, no control or bidi characters), or None."""
+    if not value:
+        return None
+    cleaned = "".join(c for c in value if c.isprintable() and c not in _BIDI)[:256]
+    return cleaned or None
+
+
+_BIDI: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _addr(addr: str) -> str:
+    return addr.split("%", 1)[0] if addr.count("%") == 1 and len(addr.split("%", 1)[1]) > 16 else addr
+
+
+def _claimed_actor(failure: AuthFailure, token: str, issuer: str, ctx: ListenerContext) -> Actor:
+    """Who the failed attempt claimed to be: unverified, and labelled so in the event's data."""
+    claims = unverified_claims(token) if token else {}
+    name = claims.get(ctx.identity_config.claims.name)
+    return Actor(
+        sub=failure.claimed_sub or "unknown",
+        iss=failure.claimed_iss or issuer,
+        name=_label(name) if isinstance(name, str) else None,
+        groups=(),
+        kind=ctx.identity_config.default_kind,
+        on_behalf_of=None,
+    )

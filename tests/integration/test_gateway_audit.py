@@ -1,0 +1,221 @@
+"""The gateway's audit trail, read back from JetStream: one command.executed per statement with masked text
+and parameters, session totals, and the durability rules (NATS outage; spool that cannot write)."""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from pcigate.devstack import binaries, procs
+from pcigate.devstack.natsserver import NatsServer
+from pcigate.devstack.ports import can_connect, free_port
+from pcigate.devstack.testcards import luhn_valid
+from tests.gateway_support import GatewayEndpoint, events_for
+
+pytestmark = pytest.mark.integration
+
+PAN = "4111111111111111"  # Visa test number
+_DIGIT_RUN = re.compile(r"\d[\d -]{11,}\d")
+
+
+def assert_no_pan(text: str) -> None:
+    for run in _DIGIT_RUN.findall(text):
+        digits = re.sub(r"\D", "", run)
+        assert not (13 <= len(digits) <= 19 and luhn_valid(digits)), f"clear PAN-like run in {text[:200]!r}"
+
+
+def admin(gw: GatewayEndpoint, sub: str) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(gw.dsn(gw.token(sub=sub, groups=("payments-admins",))), autocommit=True)
+
+
+def test_every_statement_is_recorded_masked(gateway: GatewayEndpoint) -> None:
+    sub = f"audit-{uuid.uuid4().hex[:8]}@example.com"
+    with admin(gateway, sub) as conn:
+        conn.execute(f"SELECT '{PAN}' AS pan, 1 AS n")  # a literal PAN: simple protocol via no params
+        conn.execute("SELECT %s::text AS pan, %s::int AS n", (PAN, 7))
+        conn.execute("SELECT card_id FROM cards ORDER BY card_id LIMIT 5")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM no_such_table")
+        conn.execute("SELECT 1; SELECT 2")  # psycopg sends this as one simple Query
+    events = events_for(gateway.nats_url, lambda e: e["actor"]["sub"] == sub, 8)
+    types = [e["type"] for e in events]
+    assert types[0] == "session.opened" and types[-1] == "session.closed"
+    executed = [e for e in events if e["type"] == "command.executed"]
+    assert [e["data"]["sequence"] for e in executed] == list(range(1, len(executed) + 1))
+    assert len(executed) == 6
+    for e in executed:
+        assert_no_pan(json.dumps(e))
+        assert e["session_id"] == events[0]["session_id"]
+        assert e["target"]["connection"] == "payments" and e["target"]["database"] == "payments"
+        assert len(e["data"]["statement"]["fingerprint"]) == 64
+        assert e["data"]["statement"]["digest"]["key_id"] == "dev1"
+    literal, bound, limited, failed, one, two = executed
+    assert "411111******1111" in literal["data"]["statement"]["text"]
+    assert literal["data"]["statement"]["masked_literals"] == 1
+    assert literal["data"]["statement"]["parameters"] is None
+    assert bound["data"]["statement"]["parameters"] == ["411111******1111", "7"]
+    assert limited["data"]["rows"] == 5 and limited["data"]["command_tag"] == "SELECT 5"
+    assert limited["data"]["statement"]["kind"] == "dql" and limited["data"]["statement"]["objects"] == [
+        "cards"
+    ]
+    assert failed["outcome"] == {
+        "result": "failure",
+        "code": "42P01",
+        "message": failed["outcome"]["message"],
+    }
+    assert one["data"]["statement"]["text"] == "SELECT 1" and two["data"]["statement"]["text"] == "SELECT 2"
+    # the same statement with other values has the same fingerprint, a different keyed digest
+    assert literal["data"]["statement"]["digest"] != bound["data"]["statement"]["digest"]
+    closed = events[-1]
+    assert closed["data"]["statements"] == 5 and closed["data"]["reason"] == "client_closed"
+    assert closed["data"]["bytes_from_client"] > 0 and closed["data"]["bytes_to_client"] > 0
+
+
+def test_extended_protocol_failure_marks_the_rest_not_run(gateway: GatewayEndpoint) -> None:
+    sub = f"pipe-{uuid.uuid4().hex[:8]}@example.com"
+    with admin(gateway, sub) as conn, pytest.raises(psycopg.errors.DivisionByZero), conn.pipeline():
+        conn.execute("SELECT %s::int", (1,))
+        conn.execute("SELECT 1 / %s::int", (0,))
+        conn.execute("SELECT %s::int", (3,))
+    executed = events_for(
+        gateway.nats_url, lambda e: e["actor"]["sub"] == sub and e["type"] == "command.executed", 3
+    )
+    outcomes = [(e["outcome"]["result"], e["outcome"]["code"]) for e in executed]
+    assert outcomes == [("success", None), ("failure", "22012"), ("failure", "not_run")]
+
+
+# --- durability: a private gateway with its own NATS and spool -----------------------------------------
+
+
+def _private_config(dev_stack: dict[str, Any], tmp: Path, nats_url: str) -> Path:
+    config = yaml.safe_load(Path(dev_stack["config"]).read_text())
+    config["nats"]["url"] = nats_url
+    config["nats"]["spool_dir"] = str(tmp / "spool")
+    config["connections"][0]["listen"] = f"127.0.0.1:{free_port()}"
+    path = tmp / "pcigate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+class PrivateGateway:
+    def __init__(self, config: Path, gw: GatewayEndpoint, nats: NatsServer) -> None:
+        self.config = config
+        self.nats = nats
+        cfg = yaml.safe_load(config.read_text())
+        host, port = cfg["connections"][0]["listen"].rsplit(":", 1)
+        self.endpoint = GatewayEndpoint(host, int(port), "payments", gw.layout, nats.url)
+        self.proc: subprocess.Popen[str] | None = None
+        self.nats_pid: int | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pcigate", "gateway", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while not can_connect(self.endpoint.host, self.endpoint.port):
+            assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=60)
+        return out
+
+    def start_nats(self) -> None:
+        self.nats_pid = self.nats.start()
+
+    def stop_nats(self) -> None:
+        assert self.nats_pid is not None
+        procs.terminate(self.nats_pid, self.nats.marker)
+        self.nats_pid = None
+
+
+@pytest.fixture
+def private_gateway(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmp_path: Path
+) -> Iterator[PrivateGateway]:
+    nats = NatsServer(binaries.nats_server_binary(), tmp_path / "nats", free_port(), free_port())
+    pg = PrivateGateway(_private_config(dev_stack, tmp_path, nats.url), gateway, nats)
+    pg.start_nats()
+    try:
+        yield pg
+    finally:
+        if pg.proc is not None and pg.proc.poll() is None:
+            pg.proc.kill()
+            pg.proc.wait()
+        if pg.nats_pid is not None:
+            pg.stop_nats()
+
+
+def test_statements_run_during_a_nats_outage_and_every_event_arrives(private_gateway: PrivateGateway) -> None:
+    pg = private_gateway
+    pg.start()
+    sub = f"outage-{uuid.uuid4().hex[:8]}@example.com"
+    gw = pg.endpoint
+    pg.stop_nats()
+    with admin(gw, sub) as conn:
+        for i in range(50):
+            assert conn.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+        conn.execute("CREATE TEMP TABLE o (i int)")
+        conn.execute("INSERT INTO o SELECT generate_series(1, 10)")
+    pg.start_nats()
+    events = events_for(gw.nats_url, lambda e: e["actor"]["sub"] == sub, 54, timeout=30)
+    executed = [e for e in events if e["type"] == "command.executed"]
+    assert len(executed) == 52
+    assert len({e["id"] for e in events}) == len(events)  # exactly once
+    assert events[0]["type"] == "session.opened"
+    pg.stop()
+
+
+def test_spool_that_cannot_write_refuses_statements(private_gateway: PrivateGateway) -> None:
+    pg = private_gateway
+    pg.start()
+    gw = pg.endpoint
+    sub = f"spool-{uuid.uuid4().hex[:8]}@example.com"
+    table = f"spool_probe_{uuid.uuid4().hex[:8]}"
+    conn = admin(gw, sub)
+    conn.execute(f"CREATE TABLE {table} (i int)")
+    assert pg.proc is not None
+    # Every write the gateway process makes to a file now fails with EFBIG, like a dead disk would.
+    resource.prlimit(pg.proc.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+    try:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(f"INSERT INTO {table} VALUES (1)")  # a write: must never reach upstream
+        assert err.value.sqlstate == "58030"
+        assert "audit" in str(err.value)
+        conn.close()
+        with pytest.raises(psycopg.OperationalError) as err2:
+            admin(gw, sub).execute("SELECT 1")
+        assert "audit" in str(err2.value)
+    finally:
+        resource.prlimit(pg.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    # The spool recovers once it can write again; the refused INSERT never ran.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with admin(gw, sub) as again:
+                assert again.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+                again.execute(f"DROP TABLE {table}")
+            break
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline, "the spool did not recover"
+            time.sleep(0.5)
+    pg.stop()
