@@ -292,6 +292,7 @@ class PgSession:
             )
             return False
         self.identity = identity
+        ctx.failures.succeeded(identity.sub, self.client_addr)  # "consecutive" failures end here
         self.audit = ctx.session_audit(self.session_id, identity, self._origin())
         self.info = SessionInfo(
             session_id=self.session_id,
