@@ -97,9 +97,9 @@ def _lexer(plain_body: str, split: bool) -> tuple[re.Pattern[str], dict[int, tup
         rf"(?P<skip>(?:(?![0-9$])(?:[^'\"$0-9.\-/{punct}]++|[0-9$](?<=[{_IDC}][0-9$])[{_IDC}]*+"
         rf"|-(?!-)|/(?!\*)|\.(?![0-9])|\$(?![0-9]|(?:{_TAG})?\$))*+)?)"
     )
-    # Most frequent first. Each alternative starts with a literal character, which lets the regex engine
-    # skip it on one comparison, and ends with an empty group that names it (m.lastindex); where the token
-    # starts is known anyway: at the end of the skip, less the prefix length.
+    # Numbers first (the most frequent); every other alternative starts with a literal character, which
+    # lets the regex engine reject it on one comparison. Each ends with an empty group that names it
+    # (m.lastindex); where the token starts is known anyway: at the end of the skip, less the prefix.
     specials: list[tuple[str, str, int, int]] = [
         ("num", _NUMBER, _LIT, 0),
         ("es", rf"'(?<={_NB}[eE]'){_E_STRING}", _LIT, 1),
@@ -127,6 +127,13 @@ _SPLIT_ON, _SPLIT_ON_CAT = _lexer(_SQ_BODY, split=True)
 _SPLIT_OFF, _SPLIT_OFF_CAT = _lexer(_E_BODY, split=True)  # standard_conforming_strings = off
 _BLOCK_DELIM: Final = re.compile(r"/\*|\*/")
 _WORD: Final = re.compile(rf"[{_IDS}][{_IDC}]*")
+# For the hot paths (plain text, '...' strings and numbers only):
+# where a number starts: a digit not inside a name or $n, or a dot before a digit (one character class
+# first, so the engine scans for candidates fast; the assertions then look at each).
+_NUMBER_START: Final = re.compile(rf"[0-9.](?:(?<=\.)(?=[0-9])|(?<=[0-9])(?<![{_IDC}][0-9]))")
+_NUMBER_RE: Final = re.compile(_NUMBER)
+_DQ_SHAPE: Final = re.compile(rf"\$(?:{_TAG})?\$")  # could open a dollar quote
+_IDC_ASCII: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$")
 
 
 def _match(pattern: re.Pattern[str]) -> Callable[[str, int], re.Match[str]]:
@@ -173,15 +180,32 @@ _SPACE: Final = " \t\n\r\f\v"
 
 
 def _split_simple(sql: str) -> tuple[list[str], int] | None:
-    """The split of a text without quotes, comments, dollar quotes or parentheses (so without CREATE
-    FUNCTION bodies either): plain semicolons. None: use the full lexer."""
-    if "'" in sql or '"' in sql or "--" in sql or "/*" in sql:
+    """The split of a text without double quotes, comments or dollar quotes, when it is one statement or
+    plain semicolon-separated ones: the hot path. None: use the full lexer.
+
+    Without backslashes every kind of '...' literal ends at the same quote (E'' strings differ only by
+    backslash escapes), so a split on quotes finds them; parentheses (CREATE RULE, BEGIN ATOMIC bodies,
+    an unclosed one) need the full lexer as soon as there is a semicolon."""
+    if '"' in sql or "--" in sql or "/*" in sql:
+        return None
+    if "$" in sql and _DQ_SHAPE.search(sql) is not None:
         return None
     if ";" not in sql:
         text = sql.strip(_SPACE)
         return ([text], 0) if text else ([], 1)
-    if "(" in sql or ("$" in sql and _DQ_SHAPE.search(sql) is not None):
+    if "(" in sql:
         return None
+    if "'" in sql:
+        if "\\" in sql:
+            return None
+        parts = sql.split("'")
+        if len(parts) % 2 == 0:
+            return None  # an unterminated string
+        tail = parts[-1].rstrip(_SPACE)
+        if not tail.endswith(";") or any(";" in p for p in parts[-3::-2]) or ";" in tail[:-1]:
+            return None
+        text = sql[: sql.rindex(";")].strip(_SPACE)  # one statement and a final semicolon
+        return ([text], 0) if text else ([], 1)
     pieces = sql.split(";")
     out: list[str] = []
     empty = 0
@@ -316,61 +340,84 @@ def split_statements(sql: str, *, standard_conforming_strings: bool = True) -> l
 # ------------------------------------------------------------------------------------ normalization
 
 
-_DIGIT: Final = re.compile(r"[0-9]")
-_NUMBER_RE: Final = re.compile(_NUMBER)
-_IDC_RUN: Final = re.compile(rf"[{_IDC}]*")
-_DQ_SHAPE: Final = re.compile(rf"\$(?:{_TAG})?\$")
-_IDC_ASCII: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$")
-
-
 def _normalize_simple(sql: str) -> str | None:
-    """:func:`normalize` of a statement whose only literals are numbers (no quotes, comments, dollar
-    quotes or ``?``): the hot path, a digit scan instead of the full lexer. None: use the full lexer.
+    """:func:`normalize` of a statement whose only literals are numbers and plain '...' strings without
+    backslashes (no double quotes, comments, dollar quotes, prefixed strings or ``?``): the hot path, a
+    split on quotes and a digit scan instead of the full lexer. None: use the full lexer.
 
     Must give exactly what the full lexer gives; a property test holds the two together."""
-    if "'" in sql or '"' in sql or "?" in sql or "--" in sql or "/*" in sql:
+    if '"' in sql or "?" in sql or "--" in sql or "/*" in sql or "\\" in sql:
         return None
     if "$" in sql and _DQ_SHAPE.search(sql) is not None:
         return None
-    search = _DIGIT.search
     out: list[str] = []
-    n = len(sql)
+    if "'" not in sql:
+        _numbers(sql, out, " ")
+    else:
+        parts = sql.split("'")
+        n = len(parts)
+        if n % 2 == 0:
+            return None  # an unterminated string
+        last = " "
+        i = 0  # parts[i] is outside any string
+        while True:
+            seg = parts[i]
+            last = _numbers(seg, out, last)
+            if i == n - 1:
+                break
+            if seg and (seg[-1] in "eEbBxXnN&") and _prefixed(seg, i == 0):
+                return None
+            j = i + 1  # the string's text; '' inside it leaves an empty part between two of its texts
+            while j + 1 < n - 1 and not parts[j + 1]:
+                j += 2
+            i = j + 1
+            piece = " ?" if last in _OPCHARS else "?"
+            if parts[i] and parts[i][0] in _OPCHARS:
+                piece += " "
+            out.append(piece)
+            last = piece[-1]
+    return _clean("".join(out)).strip(" ").rstrip("; ")
+
+
+def _prefixed(seg: str, at_start: bool) -> bool:
+    """Does ``seg`` (text just before a quote) end in the prefix of an E/B/X/N/U& literal?"""
+    if seg[-1] == "&":
+        if len(seg) < 2 or seg[-2] not in "uU":
+            return False
+        before = seg[-3] if len(seg) >= 3 else ("" if at_start else "'")
+    else:
+        before = seg[-2] if len(seg) >= 2 else ("" if at_start else "'")
+    return not before or not (before in _IDC_ASCII or before >= "\x80")
+
+
+def _numbers(text: str, out: list[str], last: str) -> str:
+    """Append ``text`` to ``out`` with its numbers replaced by ``?``; ``last`` is the last character
+    written before it, and the return value the last character written."""
+    search = _NUMBER_START.search
+    n = len(text)
     pos = 0  # emitted up to here
-    scan = 0  # searched up to here
-    num_end = -1
-    last = " "
     while True:
-        m = search(sql, scan)
-        if m is None:
-            break
-        i = m.start()
-        if i == num_end:
-            start = i  # right after a number: a new token
+        if pos and pos < n and text[pos] in "0123456789":
+            start = pos  # right after a number (0b1 then 2): a new token
         else:
-            prev = sql[i - 1] if i else " "
-            if prev == "." and i - 1 >= pos:
-                start = i - 1  # .5
-            elif prev in _IDC_ASCII or prev >= "\x80":
-                scan = _IDC_RUN.match(sql, i).end()  # type: ignore[union-attr]  # digits in a name or $n
-                continue
-            else:
-                start = i
-        end = _NUMBER_RE.match(sql, start).end()  # type: ignore[union-attr]
+            m = search(text, pos)
+            if m is None:
+                break
+            start = m.start()
+        end = _NUMBER_RE.match(text, start).end()  # type: ignore[union-attr]
         if start > pos:
-            out.append(sql[pos:start])
-            last = sql[start - 1]
+            out.append(text[pos:start])
+            last = text[start - 1]
         piece = " ?" if last in _OPCHARS else "?"
-        if end < n and sql[end] in _OPCHARS:
+        if end < n and text[end] in _OPCHARS:
             piece += " "
         out.append(piece)
         last = piece[-1]
-        pos = scan = num_end = end
-    if out:
-        out.append(sql[pos:])
-        text = _clean("".join(out))
-    else:
-        text = _clean(sql)
-    return text.strip(" ").rstrip("; ")
+        pos = end
+    if pos < n:
+        out.append(text[pos:])
+        last = text[-1]
+    return last
 
 
 def normalize_ex(sql: str) -> tuple[str, bool]:
@@ -548,24 +595,26 @@ _COL_NAME_KW: Final = _words(
 )
 _NOT_FUNC: Final = _RESERVED | _COL_NAME_KW
 
-# Built-ins without side effects on data, privileges or session authorization. A user may shadow one of
-# these names with a function of their own in a schema earlier on the search_path (or an overload) — that
-# needs CREATE FUNCTION, itself audited and never read-only; see the module's callers for the residual risk.
+# Built-in functions without side effects on data, privileges or session authorization. Only names that
+# pg_catalog really holds: COALESCE, GREATEST, TRIM, CURRENT_TIMESTAMP ... are grammar (see _NOT_FUNC),
+# so "coalesce"(x) quoted would call a user's function of that name. A user may also shadow one of these
+# names with a function of their own earlier on the search_path (or an overload) — that needs CREATE
+# FUNCTION, itself audited and never read-only (see analyze() on what lexing cannot see).
 _SAFE_FUNCS: Final = _words(
     """
-    count sum avg min max coalesce nullif greatest least every bool_and bool_or bit_and bit_or
+    count sum avg min max every bool_and bool_or bit_and bit_or
     stddev stddev_pop stddev_samp variance var_pop var_samp corr covar_pop covar_samp
     percentile_cont percentile_disc mode array_agg string_agg json_agg jsonb_agg json_object_agg
-    jsonb_object_agg xmlagg grouping
+    jsonb_object_agg xmlagg
     row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
     lower upper initcap length char_length character_length octet_length bit_length substr substring
-    trim btrim ltrim rtrim concat concat_ws left right lpad rpad repeat reverse replace split_part strpos
+    btrim ltrim rtrim concat concat_ws left right lpad rpad repeat reverse replace split_part strpos
     position starts_with format translate regexp_replace regexp_match regexp_matches regexp_like
     regexp_count regexp_substr regexp_instr regexp_split_to_array regexp_split_to_table to_hex ascii chr
     quote_ident quote_literal quote_nullable md5 sha224 sha256 sha384 sha512 encode decode
     round trunc floor ceil ceiling abs sign mod power pow sqrt cbrt exp ln log log10 div pi degrees
     radians sin cos tan asin acos atan atan2 width_bucket scale gcd lcm factorial random
-    now current_date current_timestamp current_time localtime localtimestamp clock_timestamp
+    now clock_timestamp
     statement_timestamp transaction_timestamp timeofday date_trunc date_part date_bin extract age
     make_date make_time make_timestamp make_timestamptz make_interval justify_days justify_hours
     justify_interval isfinite to_char to_date to_timestamp to_number
@@ -613,43 +662,19 @@ _GRANT_OBJECT_TYPES: Final = _words(
     "tablespace type domain language foreign large all parameter tables"
 )
 
-_TCL_FIRST: Final = frozenset(
-    {"begin", "start", "commit", "end", "rollback", "savepoint", "release", "abort"}
+_TCL_FIRST: Final = _words("begin start commit end rollback savepoint release abort")
+_SESSION_FIRST: Final = _words(
+    "set reset show discard listen unlisten notify load deallocate prepare execute"
 )
-_SESSION_FIRST: Final = frozenset(
-    {
-        "set",
-        "reset",
-        "show",
-        "discard",
-        "listen",
-        "unlisten",
-        "notify",
-        "load",
-        "deallocate",
-        "prepare",
-        "execute",
-    }
-)
-_DDL_FIRST: Final = frozenset(
-    {"create", "alter", "drop", "truncate", "comment", "reindex", "import", "refresh"}
-)
-_UTILITY_FIRST: Final = frozenset(
-    {
-        "vacuum",
-        "analyze",
-        "analyse",
-        "explain",
-        "cluster",
-        "checkpoint",
-        "lock",
-        "fetch",
-        "move",
-        "close",
-        "declare",
-    }
+_DDL_FIRST: Final = _words("create alter drop truncate comment reindex import refresh")
+_UTILITY_FIRST: Final = _words(
+    "vacuum analyze analyse explain cluster checkpoint lock fetch move close declare"
 )
 _ROLE_WORDS: Final = frozenset({"role", "user", "group"})
+_NO_OBJECTS: Final = _words(
+    "set reset show fetch move close listen unlisten notify deallocate execute discard load checkpoint begin "
+    "start commit end rollback savepoint release abort prepare import"
+)
 
 # --------------------------------------------------------------------------------------- analysis
 
@@ -854,11 +879,12 @@ def _kind(first: str, toks: list[Token]) -> str:
     if first in _DDL_FIRST:
         return "ddl"
     if first in ("set", "reset"):
-        # SET [SESSION|LOCAL] ROLE, SET SESSION AUTHORIZATION, and the same GUCs by (quoted) name
-        words = [v.lower() for t, v in toks[1:4] if t in ("w", "q")]
+        # SET [SESSION|LOCAL] ROLE, SET SESSION AUTHORIZATION, and the same settings by (quoted) name:
+        # setting names are case-insensitive.
+        words = [v.strip('"').lower() for t, v in toks[1:4] if t in ("w", "q")]
         if words[:1] in (["session"], ["local"]):
             words = words[1:]
-        if words[:1] in (["role"], ["authorization"], ["session_authorization"], ['"role"']):
+        if words[:1] in (["role"], ["authorization"], ["session_authorization"]):
             return "dcl"
         if first == "set" and words[:1] in (["transaction"], ["constraints"]):
             return "tcl"
@@ -967,32 +993,7 @@ class _Objects:
         toks = self.toks
         first = self.first
         n = len(toks)
-        if first in (
-            "set",
-            "reset",
-            "show",
-            "fetch",
-            "move",
-            "close",
-            "listen",
-            "unlisten",
-            "notify",
-            "deallocate",
-            "execute",
-            "discard",
-            "load",
-            "checkpoint",
-            "begin",
-            "start",
-            "commit",
-            "end",
-            "rollback",
-            "savepoint",
-            "release",
-            "abort",
-            "prepare",
-            "import",
-        ):
+        if first in _NO_OBJECTS:
             return []
         calls: list[bool] = []  # per open parenthesis: does it hold a function's arguments?
         lists: set[int] = set()  # depths at which a comma starts another table reference
@@ -1086,7 +1087,9 @@ def _sanitize_object(name: str) -> str | None:
 _OBJECT_FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _MAX_OBJECTS: Final = 128
 _CACHE_SIZE: Final = 4096
-_CACHE_MAX_TEXT: Final = 8192  # longer normalized texts are analyzed every time rather than cached
+_CACHE_MAX_TEXT: Final = 8192  # longer normalized texts go to a small cache of their own ...
+_BIG_CACHE_SIZE: Final = 64
+_BIG_CACHE_MAX_TEXT: Final = 262_144  # ... and beyond this are analyzed every time (memory stays bounded)
 
 
 def _statements(toks: list[Token]) -> list[list[Token]]:
@@ -1135,20 +1138,23 @@ def _analyze_normalized(norm: str, scs_dependent: bool) -> StatementInfo:
 
 _analyze_cached = lru_cache(maxsize=_CACHE_SIZE)(lambda norm: _analyze_normalized(norm, False))
 _analyze_cached_scs = lru_cache(maxsize=_CACHE_SIZE // 16)(lambda norm: _analyze_normalized(norm, True))
+_analyze_cached_big = lru_cache(maxsize=_BIG_CACHE_SIZE)(_analyze_normalized)
 
 
 def analyze(sql: str) -> StatementInfo:
     """Fingerprint, kind, objects and read-only verdict of one statement.
 
-    Costs one :func:`normalize` plus a cache lookup keyed by the normalized text (4096 entries, LRU).
+    Costs one :func:`normalize` plus a lookup in an LRU cache keyed by the normalized text (4096 entries
+    up to 8 KiB, 64 more up to 256 KiB; longer statements are analyzed every time).
 
     ``read_only`` is True only for SELECT / VALUES / TABLE / WITH without INSERT/UPDATE/DELETE/MERGE,
     SHOW, FETCH, MOVE, CLOSE, DECLARE ... CURSOR FOR such a query, EXPLAIN without ANALYZE, BEGIN /
     START TRANSACTION, ROLLBACK (not ROLLBACK PREPARED) and its synonym ABORT, SAVEPOINT, RELEASE — and
     only when the statement has no INTO, calls only allow-listed built-in functions (unqualified or
     ``pg_catalog.``), uses only common built-in operators and no ``OPERATOR(...)``, and does not depend on
-    standard_conforming_strings. Lexical analysis cannot see what a view, rule, trigger-free cast or
-    operator defined by a user does; those need earlier DDL by a role with CREATE privileges.
+    standard_conforming_strings. Lexical analysis cannot see what a view, a user-defined operator, cast,
+    type or domain, or a user function shadowing an allow-listed name (search_path, overloads, attribute
+    notation ``t.f``) does when the statement runs; each needs earlier DDL by a role with CREATE rights.
 
     ``kind``: dql, dml, ddl (CREATE/ALTER/DROP/TRUNCATE/COMMENT/REINDEX/IMPORT/REFRESH and SELECT ... INTO,
     which creates a table), dcl (GRANT/REVOKE/REASSIGN, CREATE|ALTER|DROP ROLE|USER|GROUP, DROP OWNED,
@@ -1160,12 +1166,15 @@ def analyze(sql: str) -> StatementInfo:
     CLOSE, DECLARE), other.
     """
     norm, scs_dependent = normalize_ex(sql)
-    if len(norm) > _CACHE_MAX_TEXT:
-        return _analyze_normalized(norm, scs_dependent)
-    return _analyze_cached_scs(norm) if scs_dependent else _analyze_cached(norm)
+    if len(norm) <= _CACHE_MAX_TEXT:
+        return _analyze_cached_scs(norm) if scs_dependent else _analyze_cached(norm)
+    if len(norm) <= _BIG_CACHE_MAX_TEXT:
+        return _analyze_cached_big(norm, scs_dependent)
+    return _analyze_normalized(norm, scs_dependent)
 
 
 def clear_cache() -> None:
     """Empty the analysis cache (tests, and after a change to the allow-lists in a running process)."""
     _analyze_cached.cache_clear()
     _analyze_cached_scs.cache_clear()
+    _analyze_cached_big.cache_clear()

@@ -431,15 +431,16 @@ def test_split_agrees_with_the_reference_lexer(sql: str, scs: bool) -> None:
     assert split_statements_counted(sql, standard_conforming_strings=scs) == ref_split(sql, scs)
 
 
-SIMPLE_FRAGMENTS = [f for f in FRAGMENTS if not any(q in f for q in "'\"?")] + ["$1", " $2 ", "a.5", "1.2.3"]
+SIMPLE_FRAGMENTS = [*FRAGMENTS, "$1", " $2 ", "a.5", "1.2.3", "'it''s'", "'x'", "= 'a'", "'b'1", "e1'", "U&"]
 
 
-@settings(max_examples=1000)
+@settings(max_examples=2000)
 @given(st.lists(st.sampled_from(SIMPLE_FRAGMENTS), max_size=30).map("".join))
 def test_hot_path_equals_full_lexer(sql: str) -> None:
     simple = sqltext._normalize_simple(sql)
     if simple is not None:
         assert simple == sqltext._normalize_full(sql)[0]
+        assert not sqltext._normalize_full(sql)[1]
 
 
 @settings(max_examples=500)
@@ -781,6 +782,9 @@ def test_read_only(sql: str) -> None:
         "SELECT a.b.c(1)",
         'SELECT "COUNT"(*) FROM t',
         "SELECT U&\"nextval\"('s')",
+        'SELECT "coalesce"(1, 2)',  # quoted, it is a function call, and pg_catalog has no coalesce()
+        'SELECT "current_timestamp"()',
+        "SELECT pg_catalog.trim('x')",
         "SELECT filter(1)",  # an unreserved keyword can name a user function
         "SELECT over(1)",
         "SELECT cube(1)",
@@ -888,6 +892,14 @@ def test_cache_hit_is_the_same_answer() -> None:
     assert sqltext._analyze_cached.cache_info().hits >= 1
 
 
+def test_long_statements_are_cached_too() -> None:
+    sqltext.clear_cache()
+    long_sql = "SELECT " + ", ".join(f"col_{i}" for i in range(2000)) + " FROM t WHERE a = 1"
+    first = analyze(long_sql)
+    assert analyze(long_sql.replace("= 1", "= 2")) is first
+    assert sqltext._analyze_cached_big.cache_info().hits == 1
+
+
 def test_statement_info_is_frozen() -> None:
     info = analyze("SELECT 1")
     with pytest.raises(FrozenInstanceError):
@@ -933,6 +945,7 @@ def test_statement_info_is_frozen() -> None:
         ("RESET ROLE", "dcl", "reset"),
         ("RESET SESSION AUTHORIZATION", "dcl", "reset"),
         ('SET "role" = admin', "dcl", "set"),
+        ('SET "ROLE" TO admin', "dcl", "set"),
         ("SET session_authorization = admin", "dcl", "set"),
         ("SECURITY LABEL ON TABLE t IS 'x'", "dcl", "security"),
         ("BEGIN", "tcl", "begin"),
