@@ -65,7 +65,6 @@ FORWARDED_PARAMS: Final = frozenset(
         "default_transaction_read_only",
         "default_transaction_isolation",
         "bytea_output",
-        "standard_conforming_strings",
         "geqo",
         "jit",
     }
