@@ -17,13 +17,7 @@ from pathlib import Path
 
 from gateway.endpoint import Endpoint, PeerClosedError
 from gateway.pgwire import messages as m
-from gateway.pgwire.scram import (
-    AuthError,
-    ScramKeyCache,
-    ScramSha256Client,
-    md5_password,
-    tls_server_end_point,
-)
+from gateway.pgwire.scram import AuthError, PasswordAuthenticator, ScramKeyCache, tls_server_end_point
 from pcigate.config import Upstream, UpstreamTls
 
 __all__ = [
@@ -123,9 +117,15 @@ async def _negotiate_tls(endpoint: Endpoint, cfg: Upstream, ctx: ssl.SSLContext 
 
 
 async def _authenticate(endpoint: Endpoint, user: str, password: str) -> None:
-    scram: ScramSha256Client | None = None
-    scram_done = False
-    while True:
+    """Answer the server's Authentication requests with the codec's authenticator (one method per
+    connection, SCRAM server proof required) until AuthenticationOk."""
+    binding = None
+    sslobj = endpoint.ssl_object()
+    if sslobj is not None:
+        der = sslobj.getpeercert(binary_form=True)
+        binding = tls_server_end_point(der) if der else None
+    auth = PasswordAuthenticator(user, password, channel_binding=binding, key_cache=_SCRAM_KEYS)
+    while not auth.done:
         typ, body = await endpoint.read_message(_MAX_HANDSHAKE_MESSAGE)
         if typ == m.ERROR_RESPONSE:
             fields = m.parse_error_fields(body)
@@ -137,37 +137,9 @@ async def _authenticate(endpoint: Endpoint, user: str, password: str) -> None:
             )
         if typ != m.AUTHENTICATION:
             raise m.ProtocolError(f"unexpected message {chr(typ)!r} during upstream authentication")
-        code, payload = m.parse_authentication(body)
-        if code == 0:  # AuthenticationOk
-            if scram is not None and not scram_done:
-                raise AuthError("server skipped SCRAM's final message")  # never trust an unproven server
-            return
-        if code == 3:  # cleartext
-            endpoint.write(m.password_message(password.encode()))
-        elif code == 5:  # md5
-            endpoint.write(m.password_message(md5_password(user, password, payload[:4])))
-        elif code == 10:  # SASL
-            mechanisms = [x.decode() for x in payload.split(b"\x00") if x]
-            binding = None
-            sslobj = endpoint.ssl_object()
-            if sslobj is not None:
-                der = sslobj.getpeercert(binary_form=True)
-                binding = tls_server_end_point(der) if der else None
-            scram = ScramSha256Client(user, password, channel_binding=binding, key_cache=_SCRAM_KEYS)
-            mechanism = scram.mechanism_for(mechanisms)
-            endpoint.write(m.sasl_initial_response(mechanism, scram.client_first()))
-        elif code == 11 and scram is not None:  # SASLContinue
-            endpoint.write(m.sasl_response(scram.client_final(payload)))
-        elif code == 12 and scram is not None:  # SASLFinal
-            scram.verify_server_final(payload)
-            scram_done = True
-        else:
-            raise UpstreamError(
-                f"upstream asked for unsupported authentication method {code}",
-                "pcigate: the database asks for an authentication method the gateway does not support; "
-                "contact the gateway operator",
-                "08004",
-            )
+        reply = auth.respond(*m.parse_authentication(body))
+        if reply is not None:
+            endpoint.write(reply)
 
 
 async def connect_upstream(
