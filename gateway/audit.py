@@ -18,7 +18,6 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final, Literal
 
 from gateway.identity import VerifiedIdentity
@@ -357,8 +356,3 @@ def auth_failed_event(
         data=data,
     )
     return event.id, event.model_dump_json().encode()
-
-
-def utc_from_timestamp(seconds: float) -> str:
-    """Envelope timestamp for a unix time (token expiry and the like)."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

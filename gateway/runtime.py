@@ -107,6 +107,7 @@ class ListenerContext:
     hook_factory: HookFactory | None = None
     server_tls: ssl.SSLContext | None = None
     upstream_tls: ssl.SSLContext | None = None
+    policy_version: str = ""
     _passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -136,6 +137,7 @@ class ListenerContext:
             hook_factory=hook_factory,
             server_tls=server_tls,
             upstream_tls=upstream_tls_context(connection.upstream.tls),
+            policy_version=config.policy_version(),  # a hash of the whole policy: once, not per session
         )
         for role in connection.roles:
             ctx._passwords[role.user] = resolve_secret(role.password).strip()
@@ -175,6 +177,6 @@ class ListenerContext:
             actor=actor_of(identity),
             origin=origin,
             target=self.target(None),
-            policy_version=self.config.policy_version(),
+            policy_version=self.policy_version,
             digest_key=self.digest_key,
         )

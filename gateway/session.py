@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -34,7 +36,7 @@ from gateway.pgwire import startup as st
 from gateway.spool import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
-from schemas.ids import new_event_id
+from schemas.ids import format_utc, new_event_id
 from schemas.models import Actor, AuthFailedData, Origin, SessionClosedData, SessionOpenedData
 
 if TYPE_CHECKING:
@@ -422,7 +424,7 @@ class PgSession:
             SessionOpenedData(
                 auth_method="oidc_token",
                 token_jti=identity.jti,
-                token_expires_at=audit.utc_from_timestamp(identity.expires_at.timestamp()),
+                token_expires_at=format_utc(identity.expires_at),
                 amr=identity.amr,
                 tls_version=version if version in ("TLSv1.2", "TLSv1.3") else None,
                 tls_cipher=cipher[0] if cipher else None,
@@ -483,8 +485,12 @@ class PgSession:
         if self._held_up is not None or self._client_backlog:
             self._client_backlog.append(data)
             return
+        self._guarded(self._process_client, data)
+
+    def _guarded(self, process: Callable[[bytes], None], data: bytes) -> None:
+        """Run client-side processing; bad input or a session-ending condition ends this session only."""
         try:
-            self._process_client(data)
+            process(data)
         except m.ProtocolError as exc:
             self._end(
                 "protocol_error", fatal(exc.sqlstate, f"pcigate: invalid protocol input: {exc.message}")
@@ -538,7 +544,7 @@ class PgSession:
                     body = bytes(m.message_body(buf, s, e))
                     new = self.hooks.copy_data(self._current_stmt(), False, body)
                     if new is not body:
-                        replacement = _frame(m.COPY_DATA, new)
+                        replacement = m.frame(m.COPY_DATA, new)
             elif typ == m.TERMINATE:
                 if self.upstream is not None:
                     self.upstream.endpoint.write(m.terminate())
@@ -568,19 +574,10 @@ class PgSession:
             return
         assert self.upstream is not None and held is not None
         self.upstream.endpoint.write(held)
+        # Client bytes that arrived while the batch was held: one batch now, gated like any other.
         backlog, self._client_backlog = self._client_backlog, []
-        try:
-            for data in backlog:
-                if self._held_up is not None:
-                    self._client_backlog.append(data)
-                else:
-                    self._process_client(data)
-        except m.ProtocolError as exc:
-            self._end(
-                "protocol_error", fatal(exc.sqlstate, f"pcigate: invalid protocol input: {exc.message}")
-            )
-        except SessionEnd as end:
-            self._end(end.reason, end.fatal)
+        if backlog:
+            self._guarded(self._process_client, b"".join(backlog))
         if self._held_up is None and not self.client.closed:
             upstream = self.upstream.endpoint
             if not upstream.write_paused:
@@ -625,7 +622,7 @@ class PgSession:
             self._expect.append(
                 Expect(K_PARSE, refused=fatal_free("54000", *_too_long_text(len(msg.query), self._max_stmt)))
             )
-            return _frame(m.PARSE, b"\x00pcigate statement refused\x00\x00\x00")
+            return m.parse("", "pcigate statement refused")
         self._prepared[msg.name] = (msg.query, msg.param_oids)
         self._expect.append(Expect(K_PARSE))
         return None
@@ -799,7 +796,7 @@ class PgSession:
                     body = bytes(m.message_body(buf, s, e))
                     new = self.hooks.copy_data(self._current_stmt(), True, body)
                     if new is not body:
-                        replacement = _frame(m.COPY_DATA, new)
+                        replacement = m.frame(m.COPY_DATA, new)
             elif typ in _PASS:
                 pass
             else:
@@ -937,7 +934,7 @@ class PgSession:
             objects=running.objects,
             sequence=view.sequence,
             outcome=result,
-            code=code if code and _CODE_OK(code) else None,
+            code=code if code and _CODE.fullmatch(code) else None,
             message=_masked_message(message),
             command_tag=(tag[:64] if tag else None) if not suspended else "PORTAL SUSPENDED",
             rows=rows,
@@ -1080,10 +1077,6 @@ def _joined(buf: bytes, end: int, parts: list[bytes] | None, last: int) -> bytes
     return b"".join(parts)
 
 
-def _frame(typ: int, body: bytes) -> bytes:
-    return bytes([typ]) + (len(body) + 4).to_bytes(4, "big") + body
-
-
 def fatal_free(sqlstate: str, message: str, hint: str | None = None) -> bytes:
     """A non-fatal ErrorResponse: the statement fails, the session goes on."""
     return m.error_response("ERROR", sqlstate, message, hint=hint)
@@ -1108,8 +1101,8 @@ def _too_long(size: int, limit: int) -> bytes:
     return fatal_free("54000", *_too_long_text(size, limit))
 
 
-def _CODE_OK(code: str) -> bool:  # noqa: N802 - reads as a predicate constant
-    return 0 < len(code) <= 64 and code[0].isalnum() and all(c.isalnum() or c in "_.-" for c in code)
+# The envelope's outcome.code pattern: upstream codes that do not fit are left out of the event.
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def _masked_message(message: str | None) -> str | None:

@@ -167,7 +167,7 @@ async def connect_upstream(
                 elif typ == m.BACKEND_KEY_DATA:
                     conn.backend_pid, conn.backend_key = m.parse_backend_key_data(body)
                 elif typ == m.NOTICE_RESPONSE:
-                    conn.notices.append(bytes([typ]) + (len(body) + 4).to_bytes(4, "big") + body)
+                    conn.notices.append(m.frame(typ, body))
                 elif typ == m.READY_FOR_QUERY:
                     return conn
                 elif typ == m.ERROR_RESPONSE:

@@ -203,8 +203,12 @@ def message_body(buf: Buf, msg_start: int, msg_end: int) -> memoryview:
     return memoryview(buf)[msg_start + 5 : msg_end]
 
 
-def _msg(mtype: int, body: bytes) -> bytes:
+def frame(mtype: int, body: bytes) -> bytes:
+    """One typed message: the type byte, the int32 length (itself included), the body."""
     return _HEADER.pack(mtype, len(body) + 4) + body
+
+
+_msg = frame
 
 
 # --- encoding helpers -----------------------------------------------------------------------------------
