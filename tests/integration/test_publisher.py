@@ -6,12 +6,13 @@ import asyncio
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from gateway.publisher import Publisher
 from gateway.spool import Spool
@@ -86,6 +87,54 @@ async def stream_ids(nc: Client) -> list[str]:
     return ids
 
 
+async def ids_in(nc: Client, stream: str) -> list[str]:
+    """Every Nats-Msg-Id in ``stream``, in stream order (any payload)."""
+    js = nc.jetstream()
+    total = (await js.stream_info(stream)).state.messages
+    ids: list[str] = []
+    for seq in range(1, total + 1):
+        msg = await js.get_msg(stream, seq)
+        assert msg.headers is not None
+        ids.append(msg.headers["Nats-Msg-Id"])
+    return ids
+
+
+def side_stream(
+    name: str, subject: str, *, max_msgs: int = -1, storage: StorageType = StorageType.FILE
+) -> StreamConfig:
+    """A stream next to the audit stream, for records on other subjects."""
+    return StreamConfig(
+        name=name,
+        subjects=[subject],
+        storage=storage,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=120,
+        max_msgs=max_msgs,
+    )
+
+
+async def until(condition: Callable[[], object], what: str) -> None:
+    """Poll ``condition()`` (a bounded number of times, never asserting elapsed time)."""
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "gateway.publisher" and r.levelno == logging.WARNING
+    ]
+
+
+def retries_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Failed retries after an outage was reported (logged at debug level, one per attempt)."""
+    return [r.getMessage() for r in caplog.records if "still unavailable" in r.getMessage()]
+
+
 async def run_publisher(pub: Publisher) -> asyncio.Task[None]:
     return asyncio.create_task(pub.run())
 
@@ -131,6 +180,20 @@ async def test_intents_are_not_published(provisioned: str, nc: Client, spool: Sp
     finally:
         await stop(task)
     assert await stream_ids(nc) == ["evt-a", "evt-b"]
+
+
+async def test_a_trickle_goes_out_event_by_event(provisioned: str, nc: Client, spool: Spool) -> None:
+    """A lone event is published without waiting for more to fill a batch."""
+    pub = Publisher(spool, [provisioned])
+    task = await run_publisher(pub)
+    try:
+        for i in range(3):
+            spool.append_event(SUBJECT, *event(i))
+            assert await pub.drain(30)  # no further event comes until this one is acknowledged
+            assert pub.published == i + 1
+    finally:
+        await stop(task)
+    assert await stream_ids(nc) == [event(i)[0] for i in range(3)]
 
 
 async def test_nats_crash_mid_stream_loses_and_duplicates_nothing(
@@ -251,3 +314,98 @@ async def test_drain_times_out_while_nats_is_down(tmp_path: Path, spool: Spool) 
     finally:
         await stop(task)
     assert spool.published_seq == 0
+
+
+async def test_stream_refusing_stops_the_drain_at_the_refused_record_until_fixed(
+    provisioned: str, nc: Client, spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JetStream error ack (a full discard-new stream) is an error: the cursor stops before the refused
+    record, nothing after it counts as published, and once the stream takes records again all of them land
+    in order, exactly once."""
+    caplog.set_level(logging.DEBUG, logger="gateway.publisher")
+    js = nc.jetstream()
+    await js.add_stream(side_stream("LIMITED", "limited.>", max_msgs=3))
+    seqs = [spool.append_event("limited.events", *event(i)) for i in range(10)]
+    pub = Publisher(spool, [provisioned], ack_timeout=60.0)  # only the error ack can stop it soon
+    task = await run_publisher(pub)
+    try:
+        await until(lambda: warnings_of(caplog), "the refusal is logged")
+        assert "maximum messages" in warnings_of(caplog)[0], warnings_of(caplog)
+        assert spool.published_seq == seqs[2]
+        assert pub.published == 3
+        await until(lambda: retries_of(caplog), "a retry refused as well")  # it keeps retrying ...
+        assert spool.published_seq == seqs[2]  # ... and never skips the refused record
+        await js.update_stream(side_stream("LIMITED", "limited.>", max_msgs=-1))
+        assert await pub.drain(30)
+    finally:
+        await stop(task)
+    assert await ids_in(nc, "LIMITED") == [event(i)[0] for i in range(10)]
+    assert pub.published == 10
+    assert len(warnings_of(caplog)) == 1  # one line per outage
+    assert any("reachable again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+async def test_no_stream_for_one_subject_holds_back_everything_after_it(
+    provisioned: str, nc: Client, spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No stream on one record's subject (a "no responders" status) stops the cursor there even though
+    later records land; once a stream exists, the record lands and the later ones are not duplicated."""
+    caplog.set_level(logging.DEBUG, logger="gateway.publisher")
+    before = [spool.append_event(SUBJECT, *event(i)) for i in range(5)]
+    orphan = spool.append_event("orphan.events", *event(5))
+    after = [spool.append_event(SUBJECT, *event(i)) for i in range(6, 10)]
+    pub = Publisher(spool, [provisioned], max_in_flight=16, ack_timeout=60.0)
+    task = await run_publisher(pub)
+    try:
+        await until(lambda: warnings_of(caplog), "the missing stream is logged")
+        assert "no responders" in warnings_of(caplog)[0], warnings_of(caplog)
+        assert spool.published_seq == before[-1] < orphan < after[0]
+        await until(lambda: retries_of(caplog), "a retry refused as well")
+        assert "no responders" in retries_of(caplog)[0]
+        assert spool.published_seq == before[-1]
+        await nc.jetstream().add_stream(side_stream("ORPHANS", "orphan.>"))
+        assert await pub.drain(30)
+    finally:
+        await stop(task)
+    assert spool.published_seq == after[-1]
+    assert await ids_in(nc, "ORPHANS") == [event(5)[0]]
+    # records after the orphan may have landed before it (pipelined); re-sends were dropped as duplicates
+    assert await stream_ids(nc) == [event(i)[0] for i in (*range(5), *range(6, 10))]
+
+
+async def test_ids_the_inline_encoder_declines_keep_their_place(
+    provisioned: str, nc: Client, spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records whose id the fast encoder does not vouch for go through Client.publish in the same batch,
+    in order; the pinned nats-py needs no fallback for the rest."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    ids = ["evt-a", "evt-\x7fb", "evt-c", "evt-d\x00", "evt-e"]
+    for msg_id in ids:
+        spool.append_event(SUBJECT, msg_id, json.dumps({"id": msg_id}).encode())
+    pub = Publisher(spool, [provisioned])
+    task = await run_publisher(pub)
+    try:
+        assert await pub.drain(10)
+    finally:
+        await stop(task)
+    assert await ids_in(nc, np.AUDIT_STREAM) == ids
+    assert not warnings_of(caplog)
+
+
+async def test_acks_overtaking_each_other_across_streams(provisioned: str, nc: Client, spool: Spool) -> None:
+    """A memory stream acknowledges before the file stream (fsync always) does: acks arrive out of order,
+    and the cursor still moves over the contiguous acknowledged prefix only, ending at the last record."""
+    await nc.jetstream().add_stream(side_stream("FAST", "fast.>", storage=StorageType.MEMORY))
+    subjects = [SUBJECT if i % 3 else "fast.events" for i in range(600)]
+    for i, subject in enumerate(subjects):
+        spool.append_event(subject, *event(i))
+    pub = Publisher(spool, [provisioned], max_in_flight=64, ack_timeout=30.0)
+    task = await run_publisher(pub)
+    try:
+        assert await pub.drain(60)
+    finally:
+        await stop(task)
+    assert pub.published == 600
+    assert spool.published_seq == spool.last_event_seq
+    assert await ids_in(nc, "FAST") == [event(i)[0] for i in range(600) if subjects[i] != SUBJECT]
+    assert await stream_ids(nc) == [event(i)[0] for i in range(600) if subjects[i] == SUBJECT]
