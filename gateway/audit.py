@@ -242,13 +242,27 @@ class SessionAudit:
             f'"parameters_truncated":{"true" if params_cut else "false"}}}'
         )
 
-    def command_executed(
+    def command_draft(
+        self, *, event_id: str, statement_json: str, objects: Sequence[str], sequence: int
+    ) -> str:
+        """The parts of a statement's ``command.executed`` fixed when it starts, serialized once for both
+        its intent and its completion (``time`` is when the gateway received the statement)."""
+        obj = _dumps(objects[0]) if objects else "null"
+        return (
+            f'{{"id":"{event_id}","type":"command.executed","schema_version":"{SCHEMA_VERSION}",'
+            f'"time":"{fast_utc_now()}","actor":{self._actor},"origin":{self._origin},'
+            f'"target":{self._target_prefix}{obj}}},"session_id":{_dumps(self.session_id)},'
+            f'"pci":{self._pci_executed},"data":{{"statement":{statement_json},"sequence":{sequence},'
+        )
+
+    def command_intent(self, draft: str, *, privileged: bool, rule: str | None) -> bytes:
+        """The intent's payload: the event a crash leaves behind (outcome ``interrupted``)."""
+        return self.command_result(draft, outcome=None, privileged=privileged, rule=rule)
+
+    def command_result(
         self,
+        draft: str,
         *,
-        event_id: str,
-        statement_json: str,
-        objects: Sequence[str],
-        sequence: int,
         outcome: Result | None,
         code: str | None = None,
         message: str | None = None,
@@ -261,23 +275,17 @@ class SessionAudit:
         approval_id: str | None = None,
         rule: str | None = None,
     ) -> bytes:
-        """A ``command.executed`` event; ``outcome=None`` builds the intent's fallback (interrupted)."""
+        """The ``command.executed`` event for a draft; ``outcome=None`` is the intent's fallback."""
         if outcome is None:
             outcome_json = _INTERRUPTED_OUTCOME
         else:
             outcome_json = f'{{"result":"{outcome}","code":{_dumps(code)},"message":{_dumps(message)}}}'
-        obj = _dumps(objects[0]) if objects else "null"
         return (
-            f'{{"id":"{event_id}","type":"command.executed","schema_version":"{SCHEMA_VERSION}",'
-            f'"time":"{fast_utc_now()}","actor":{self._actor},"origin":{self._origin},'
-            f'"target":{self._target_prefix}{obj}}},"session_id":{_dumps(self.session_id)},'
-            f'"outcome":{outcome_json},'
-            f'"policy":{{"version":"{self._policy_version}","rule":{_dumps(rule)}}},'
-            f'"pci":{self._pci_executed},"data":{{"statement":{statement_json},"sequence":{sequence},'
-            f'"command_tag":{_dumps(command_tag)},"rows":{"null" if rows is None else rows},'
+            f'{draft}"command_tag":{_dumps(command_tag)},"rows":{"null" if rows is None else rows},'
             f'"duration_ms":{round(duration_ms, 3)},"chd_access":{"true" if chd_access else "false"},'
             f'"privileged":{"true" if privileged else "false"},"masked_values":{masked_values},'
-            f'"approval_id":{_dumps(approval_id)}}}}}'
+            f'"approval_id":{_dumps(approval_id)}}},"outcome":{outcome_json},'
+            f'"policy":{{"version":"{self._policy_version}","rule":{_dumps(rule)}}}}}'
         ).encode()
 
     # --- session events (rare: validated through the models) --------------------------------------

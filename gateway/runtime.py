@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from gateway.audit import DigestKey, SessionAudit, actor_of
 from gateway.hooks import HookFactory
 from gateway.identity import TokenVerifier, VerifiedIdentity
-from gateway.spool import Spool
+from gateway.spool_link import SpoolLink
 from gateway.upstream import upstream_tls_context
 from pcigate.config import Config, Connection, Identity, RoleMapping, resolve_secret
 from schemas.models import Origin, Target
@@ -100,7 +100,7 @@ class ListenerContext:
     config: Config
     connection: Connection
     verifier: TokenVerifier
-    spool: Spool
+    spool: SpoolLink
     cancels: CancelRegistry
     failures: FailureTracker
     digest_key: DigestKey
@@ -117,7 +117,7 @@ class ListenerContext:
         connection: Connection,
         *,
         verifier: TokenVerifier,
-        spool: Spool,
+        spool: SpoolLink,
         cancels: CancelRegistry,
         failures: FailureTracker,
         digest_key: DigestKey,

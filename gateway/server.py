@@ -1,17 +1,16 @@
-"""``pcigate gateway``: listeners for every configured connection, the spool and its publisher.
+"""``pcigate gateway``: listeners for every configured connection, and the audit spool process.
 
 Start order is fail-closed: the digest key, every vaulted credential and TLS file, the JWKS source and the
-spool must all be usable before the first port opens. NATS being down is not fatal — that is what the
-spool is for — but is logged, and the publisher keeps retrying.
+spool process (``gateway.spool_service``, which also publishes to NATS) must all be usable before the first
+port opens. NATS being down is not fatal — that is what the spool is for — but is logged, and the spool
+process keeps retrying.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,10 +19,10 @@ from gateway.endpoint import Endpoint
 from gateway.hooks import HookFactory
 from gateway.identity import TokenVerifier
 from gateway.jwks import jwks_source
-from gateway.publisher import Publisher
 from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
 from gateway.session import PgSession
-from gateway.spool import Spool
+from gateway.spool import SpoolUnavailable
+from gateway.spool_link import SpoolLink
 from pcigate.config import Config, SecretError, resolve_secret
 from pcigate.nats_provision import ProvisionError, provision_url
 from pcigate.settings import nats_connect_options, nats_servers, provision_settings
@@ -75,33 +74,29 @@ class Gateway:
 
     config: Config
     hook_factory: HookFactory | None = None
-    spool: Spool | None = None
-    publisher: Publisher | None = None
+    spool: SpoolLink | None = None
     servers: list[asyncio.Server] = field(default_factory=list)
-    sessions: set[asyncio.Task[None]] = field(default_factory=set)
+    sessions: dict[asyncio.Task[None], PgSession] = field(default_factory=dict)
     contexts: list[ListenerContext] = field(default_factory=list)
-    _publisher_task: asyncio.Task[None] | None = None
 
     async def start(self) -> list[str]:
-        """Open the spool, start publishing, then listen; returns lines describing what listens where."""
+        """Start the spool process, then listen; returns lines describing what listens where."""
         config = self.config
         loop = asyncio.get_running_loop()
         digest_key = digest_key_from(config)
         verifier = TokenVerifier(config.identity, jwks_source(config.identity))
-        spool = Spool(config.nats.spool_dir, max_bytes=config.nats.spool_max_bytes)
-        try:
-            spool.open(loop)
-        except OSError as exc:
-            raise GatewayStartError(f"nats.spool_dir {config.nats.spool_dir}: {exc}") from None
-        self.spool = spool
         await self._provision()
-        self.publisher = Publisher(
-            spool,
-            nats_servers(config),
-            connect_options=nats_connect_options(config),
-            max_in_flight=config.nats.max_in_flight,
+        spool = SpoolLink(
+            config.model_dump(mode="json"),
+            max_bytes=config.nats.spool_max_bytes,
+            spool_dir=str(config.nats.spool_dir),
         )
-        self._publisher_task = loop.create_task(self.publisher.run(), name="pcigate-publisher")
+        try:
+            await spool.start()
+        except (SpoolUnavailable, OSError) as exc:
+            raise GatewayStartError(f"audit spool: {exc}") from None
+        spool.on_lost = self._spool_lost
+        self.spool = spool
         cancels, failures = CancelRegistry(), FailureTracker()
         lines = []
         for conn in config.connections:
@@ -156,8 +151,18 @@ class Gateway:
 
     def start_session(self, session: PgSession) -> None:
         task = asyncio.get_running_loop().create_task(session.run())
-        self.sessions.add(task)
-        task.add_done_callback(self.sessions.discard)
+        self.sessions[task] = session
+        task.add_done_callback(self._session_done)
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        self.sessions.pop(task, None)
+
+    def _spool_lost(self, durable_seq: int, reason: str) -> None:
+        """The spool process died: records after ``durable_seq`` are gone, so their statements must not
+        answer or run; sessions waiting on one are ended."""
+        ended = sum(session.audit_lost(durable_seq, reason) for session in list(self.sessions.values()))
+        if ended:
+            log.error("ended %d session(s) whose audit records were lost with the spool process", ended)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop listening, give sessions ``grace`` seconds, then end them; flush the spool to NATS."""
@@ -171,16 +176,8 @@ class Gateway:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        if self.publisher is not None:
-            drained = await self.publisher.drain(timeout=5.0)
-            if not drained:
-                log.warning("stopping with unpublished events in the spool; they are sent at next start")
-        if self._publisher_task is not None:
-            self._publisher_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher_task
         if self.spool is not None:
-            self.spool.close()
+            await self.spool.close()  # the spool process drains to NATS (bounded) before it exits
 
 
 async def run_gateway(
@@ -190,9 +187,6 @@ async def run_gateway(
     on_ready: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT."""
-    # The spool's writer thread must get the GIL back the moment its fsync returns: with the default 5 ms
-    # switch interval a busy event loop would add up to 5 ms to every statement waiting on durability.
-    sys.setswitchinterval(0.0001)
     gateway = Gateway(config, hook_factory=hook_factory)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

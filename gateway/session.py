@@ -111,8 +111,7 @@ class Running:
 
     view: StatementView
     event_id: str
-    statement_json: str
-    objects: tuple[str, ...]
+    draft: str  # the event's parts fixed at the start (SessionAudit.command_draft)
     started_ns: int = 0
 
 
@@ -165,6 +164,10 @@ class PgSession:
         self._portals: dict[str, Portal] = {}
         self._sequence = 0
         self._resp_gate = 0
+        # After an error in the extended protocol the server ignores every message up to the next Sync;
+        # true while that applies to messages the client has not sent yet when the error arrived.
+        self._skipping = False
+        self._last_seq = 0  # this session's newest audit record
         self._held_up: bytes | None = None
         self._client_backlog: list[bytes] = []
         self._held_down: deque[tuple[int, bytes]] = deque()
@@ -434,7 +437,9 @@ class PgSession:
             )
         )
         try:
-            self.ctx.spool.append_event(audit.subject_for("session.opened"), event_id, payload)
+            self._last_seq = self.ctx.spool.append_event(
+                audit.subject_for("session.opened"), event_id, payload, lazy=True
+            )
         except SpoolUnavailable as exc:
             raise SessionEnd(
                 "protocol_error",
@@ -511,6 +516,9 @@ class PgSession:
         expect = self._expect
         for typ, s, e in msgs:
             replacement: bytes | None = None
+            if self._skipping and typ not in _NOT_SKIPPED:
+                self._skipped(typ, buf, s, e)
+                continue
             if typ == m.QUERY:
                 replacement, seq, write = self._on_query(buf, s, e)
                 if seq:
@@ -529,6 +537,7 @@ class PgSession:
             elif typ == m.PARSE:
                 replacement = self._on_parse(buf, s, e)
             elif typ == m.SYNC:
+                self._skipping = False
                 expect.append(Expect(K_SYNC))
             elif typ == m.DESCRIBE:
                 expect.append(Expect(K_DESCRIBE))
@@ -611,6 +620,30 @@ class PgSession:
         self._expect.append(entry)
         return None, seq, write
 
+    def _skipped(self, typ: int, buf: bytes, s: int, e: int) -> None:
+        """A message the server ignores (it is skipping to Sync): nothing of it runs and nothing answers.
+        Statements it would have run are recorded as not run."""
+        body = m.message_body(buf, s, e)
+        todo: list[tuple[str, Portal | None, str]] = []
+        if typ == m.QUERY:
+            todo = [(text, None, "simple") for text in split_statements(m.parse_query(body))]
+        elif typ == m.EXECUTE:
+            portal = self._portals.get(m.parse_execute(body).portal)
+            if portal is not None:
+                todo = [(portal.text, portal, "extended")]
+        elif typ == m.FUNCTION_CALL:
+            todo = [(_function_text(body), None, "function")]
+        for text, portal, protocol in todo:
+            try:
+                if portal is None:
+                    running, _, _ = self._begin(text, None, [], protocol)
+                else:
+                    running, _, _ = self._begin(text, portal.params, portal.formats, protocol, portal.oids)
+            except SpoolUnavailable:
+                return  # nothing runs anyway; the next statement that would run is refused
+            if running is not None:
+                self._complete(running, "failure", code="not_run", message=_NOT_RUN)
+
     def _refuse_query(self, error: bytes) -> bytes:
         self._expect.append(Expect(K_QUERY, refused=error))
         return REFUSED_QUERY
@@ -658,9 +691,7 @@ class PgSession:
         return None, seq, not running.view.info.read_only
 
     def _on_function_call(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int]:
-        body = m.message_body(buf, s, e)
-        oid = int.from_bytes(body[:4], "big") if len(body) >= 4 else 0
-        text = f"/* fast-path function call */ SELECT pcigate_function_oid_{oid}()"
+        text = _function_text(m.message_body(buf, s, e))
         try:
             running, verdict, seq = self._begin(text, None, [], "function")
         except SpoolUnavailable as exc:
@@ -691,17 +722,15 @@ class PgSession:
             self.statements_blocked += 1
             return None, verdict, 0
         event_id = new_event_id()
-        stmt_json = self.audit.statement_json(text, sa, params, formats, oids or ())
-        intent = self.audit.command_executed(
+        draft = self.audit.command_draft(
             event_id=event_id,
-            statement_json=stmt_json,
+            statement_json=self.audit.statement_json(text, sa, params, formats, oids or ()),
             objects=sa.info.objects,
             sequence=view.sequence,
-            outcome=None,
-            privileged=self.privileged,
         )
-        seq = self.ctx.spool.append_intent(_SUBJECT_EXECUTED, event_id, intent)
-        return Running(view, event_id, stmt_json, sa.info.objects), verdict, seq
+        intent = self.audit.command_intent(draft, privileged=self.privileged, rule=view.rule)
+        seq = self._last_seq = self.ctx.spool.append_intent(_SUBJECT_EXECUTED, event_id, intent)
+        return Running(view, event_id, draft), verdict, seq
 
     def _abandon(self, entry: Expect) -> None:
         """Statements of a refused Query whose intents were written: they did not run."""
@@ -882,6 +911,8 @@ class PgSession:
                     failed = running
                 else:
                     not_run.append(running)
+        # no Sync sent yet: what the client sends until it is skipped upstream too
+        self._skipping = not expect
         if failed is not None:
             self._complete(failed, "failure", code=code, message=message)
         for running in not_run:
@@ -928,11 +959,8 @@ class PgSession:
                 self.hooks.command_complete(view, tag, rows)
         self.masked_values += view.masked_values
         duration = (time.perf_counter_ns() - running.started_ns) / 1e6 if running.started_ns else 0.0
-        payload = self.audit.command_executed(
-            event_id=running.event_id,
-            statement_json=running.statement_json,
-            objects=running.objects,
-            sequence=view.sequence,
+        payload = self.audit.command_result(
+            running.draft,
             outcome=result,
             code=code if code and _CODE.fullmatch(code) else None,
             message=_masked_message(message),
@@ -946,7 +974,10 @@ class PgSession:
             rule=view.rule,
         )
         try:
-            self.ctx.spool.append_event(_SUBJECT_EXECUTED, running.event_id, payload)
+            # nobody waits for a completion: it shares the flush of the next statement's intent
+            self._last_seq = self.ctx.spool.append_event(
+                _SUBJECT_EXECUTED, running.event_id, payload, lazy=True
+            )
         except SpoolUnavailable as exc:
             # The intent is durable: recovery reports this statement as interrupted. Stop here.
             raise SessionEnd("protocol_error", fatal("58030", _spool_message(exc), _SPOOL_HINT)) from None
@@ -1014,7 +1045,7 @@ class PgSession:
                 failed=reason not in ("client_closed", "idle_timeout", "gateway_shutdown"),
             )
             try:
-                self.ctx.spool.append_event(audit.subject_for("session.closed"), event_id, payload)
+                self.ctx.spool.append_event(audit.subject_for("session.closed"), event_id, payload, lazy=True)
             except SpoolUnavailable as exc:
                 log.error("session %s: session.closed could not be spooled: %s", self.session_id, exc.reason)
             log.info(
@@ -1024,6 +1055,19 @@ class PgSession:
                 self.statements,
                 self.rows,
             )
+
+    def audit_lost(self, durable_seq: int, reason: str) -> bool:
+        """The spool process died and records after ``durable_seq`` are gone: if one of them is ours, a
+        statement of ours may be waiting to run or answer on it, so the session ends. True if it did."""
+        if self._last_seq <= durable_seq:
+            return False
+        error = fatal("58030", f"pcigate: {reason}", _SPOOL_HINT)
+        if self._done is not None:
+            self._end("protocol_error", error)
+        else:
+            self.client.write(error)
+            self.client.close()
+        return True
 
     async def cancel(self) -> None:
         """Forward a client's CancelRequest to this session's upstream backend."""
@@ -1042,6 +1086,7 @@ _SPOOL_HINT: Final = (
 )
 _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
+_NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
 _PASS: Final = frozenset(
     {
@@ -1080,6 +1125,12 @@ def _joined(buf: bytes, end: int, parts: list[bytes] | None, last: int) -> bytes
 def fatal_free(sqlstate: str, message: str, hint: str | None = None) -> bytes:
     """A non-fatal ErrorResponse: the statement fails, the session goes on."""
     return m.error_response("ERROR", sqlstate, message, hint=hint)
+
+
+def _function_text(body: bytes | memoryview) -> str:
+    """What the audit trail records for a fast-path FunctionCall (it has no SQL text)."""
+    oid = int.from_bytes(body[:4], "big") if len(body) >= 4 else 0
+    return f"/* fast-path function call */ SELECT pcigate_function_oid_{oid}()"
 
 
 def _blocked(verdict: Verdict) -> bytes:

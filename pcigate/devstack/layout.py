@@ -74,9 +74,9 @@ class Layout:
         return self.secrets_dir / name
 
     def ensure(self) -> None:
-        """Create the tree; everything under ``dev/`` may hold secrets, so it is private to the owner."""
-        for d in (self.root, self.logs, self.nats_dir, self.postgres_dir, self.spool_dir):
+        """Create the tree; ``dev/`` (secrets) and the spool (audit events) are private to the owner."""
+        for d in (self.root, self.logs, self.nats_dir, self.postgres_dir):
             d.mkdir(parents=True, exist_ok=True)
-        for d in (self.dev, self.issuer_dir, self.tls_dir, self.secrets_dir):
+        for d in (self.dev, self.issuer_dir, self.tls_dir, self.secrets_dir, self.spool_dir):
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(0o700)

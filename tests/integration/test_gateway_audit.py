@@ -3,11 +3,15 @@ and parameters, session totals, and the durability rules (NATS outage; spool tha
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from psycopg import pq
 
 from pcigate.devstack import binaries, procs
 from pcigate.devstack.natsserver import NatsServer
@@ -96,6 +101,50 @@ def test_extended_protocol_failure_marks_the_rest_not_run(gateway: GatewayEndpoi
     assert outcomes == [("success", None), ("failure", "22012"), ("failure", "not_run")]
 
 
+def _results_until(pgconn: Any, status: Any) -> list[Any]:
+    """Read pipeline results (libpq, non-blocking) until one with ``status``."""
+    got: list[Any] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pgconn.consume_input()
+        while not pgconn.is_busy():
+            res = pgconn.get_result()
+            if res is None:
+                break
+            got.append(res.status)
+            if res.status == status:
+                return got
+        time.sleep(0.01)
+    raise AssertionError(f"no {status} in {got}")
+
+
+def test_statements_sent_after_an_extended_protocol_error_are_not_run(gateway: GatewayEndpoint) -> None:
+    # The client sees the error before it sends the next statement: the server ignores that one (it skips to
+    # Sync), so the gateway must record it as not run and keep following the conversation.
+    sub = f"skip-{uuid.uuid4().hex[:8]}@example.com"
+    with admin(gateway, sub) as conn:
+        pgconn = conn.pgconn
+        pgconn.enter_pipeline_mode()
+        pgconn.send_query_params(b"SELECT 1 / $1::int", [b"0"])
+        pgconn.send_flush_request()
+        while pgconn.flush():
+            pass
+        assert _results_until(pgconn, pq.ExecStatus.FATAL_ERROR)[-1] == pq.ExecStatus.FATAL_ERROR
+        pgconn.send_query_params(b"SELECT $1::int", [b"3"])
+        pgconn.pipeline_sync()
+        while pgconn.flush():
+            pass
+        seen = _results_until(pgconn, pq.ExecStatus.PIPELINE_SYNC)
+        assert pq.ExecStatus.PIPELINE_ABORTED in seen
+        pgconn.exit_pipeline_mode()
+        assert conn.execute("SELECT 5").fetchone() == (5,)
+    executed = events_for(
+        gateway.nats_url, lambda e: e["actor"]["sub"] == sub and e["type"] == "command.executed", 3
+    )
+    outcomes = [(e["outcome"]["result"], e["outcome"]["code"]) for e in executed]
+    assert outcomes == [("failure", "22012"), ("failure", "not_run"), ("success", None)]
+
+
 # --- durability: a private gateway with its own NATS and spool -----------------------------------------
 
 
@@ -135,9 +184,30 @@ class PrivateGateway:
 
     def stop(self) -> str:
         assert self.proc is not None
+        spool = self.spool_pid()
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=60)
+        assert spool is None or not Path(f"/proc/{spool}").exists(), "the spool process outlived the gateway"
         return out
+
+    def spool_pid(self) -> int | None:
+        """The gateway's audit spool process (``gateway.spool_service``), if it runs."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        for pid in children.read_text().split() if children.exists() else ():
+            with contextlib.suppress(OSError):
+                if b"gateway.spool_service" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+        return None
+
+    def wait_spool_pid(self, not_this: int | None = None, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = self.spool_pid()
+            if pid is not None and pid != not_this:
+                return pid
+            assert time.monotonic() < deadline, "no audit spool process"
+            time.sleep(0.05)
 
     def start_nats(self) -> None:
         self.nats_pid = self.nats.start()
@@ -193,9 +263,9 @@ def test_spool_that_cannot_write_refuses_statements(private_gateway: PrivateGate
     table = f"spool_probe_{uuid.uuid4().hex[:8]}"
     conn = admin(gw, sub)
     conn.execute(f"CREATE TABLE {table} (i int)")
-    assert pg.proc is not None
-    # Every write the gateway process makes to a file now fails with EFBIG, like a dead disk would.
-    resource.prlimit(pg.proc.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+    spool = pg.wait_spool_pid()
+    # Every write the spool process makes to a file now fails with EFBIG, like a dead disk would.
+    resource.prlimit(spool, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
     try:
         with pytest.raises(psycopg.Error) as err:
             conn.execute(f"INSERT INTO {table} VALUES (1)")  # a write: must never reach upstream
@@ -206,7 +276,7 @@ def test_spool_that_cannot_write_refuses_statements(private_gateway: PrivateGate
             admin(gw, sub).execute("SELECT 1")
         assert "audit" in str(err2.value)
     finally:
-        resource.prlimit(pg.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        resource.prlimit(spool, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     # The spool recovers once it can write again; the refused INSERT never ran.
     deadline = time.monotonic() + 15
     while True:
@@ -218,4 +288,73 @@ def test_spool_that_cannot_write_refuses_statements(private_gateway: PrivateGate
         except psycopg.OperationalError:
             assert time.monotonic() < deadline, "the spool did not recover"
             time.sleep(0.5)
+    pg.stop()
+
+
+def test_a_crashed_spool_process_is_restarted_and_nothing_durable_is_lost(
+    private_gateway: PrivateGateway,
+) -> None:
+    pg = private_gateway
+    pg.start()
+    gw = pg.endpoint
+    sub = f"crash-{uuid.uuid4().hex[:8]}@example.com"
+    with admin(gw, sub) as conn:
+        for i in range(20):
+            assert conn.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+    time.sleep(0.2)  # completion and session.closed events share a flush within ~2 ms: let them land
+    first = pg.wait_spool_pid()
+    os.kill(first, signal.SIGKILL)
+    second = pg.wait_spool_pid(not_this=first)
+    assert pg.proc is not None and pg.proc.poll() is None  # the gateway itself carries on
+    deadline = time.monotonic() + 20
+    while True:  # refused (58030) until the new spool process has recovered the directory
+        try:
+            with admin(gw, sub) as conn:
+                assert conn.execute("SELECT 42").fetchone() == (42,)
+            break
+        except psycopg.Error as exc:
+            assert "audit" in str(exc), exc
+            assert time.monotonic() < deadline, "statements were not accepted again"
+            time.sleep(0.2)
+    # Everything answered before the crash was durable, so every one of its events reaches JetStream.
+    events = events_for(gw.nats_url, lambda e: e["actor"]["sub"] == sub, 20 + 1 + 2 + 2, timeout=30)
+    executed = [e for e in events if e["type"] == "command.executed"]
+    assert [e["data"]["statement"]["parameters"] for e in executed[:20]] == [[str(i)] for i in range(20)]
+    assert all(e["outcome"]["result"] == "success" for e in executed[:21])
+    out = pg.stop()
+    assert "audit spool process exited unexpectedly" in out
+    assert "audit spool process restarted" in out
+    assert second != first
+
+
+def test_an_answer_waiting_on_a_lost_record_is_never_sent(private_gateway: PrivateGateway) -> None:
+    pg = private_gateway
+    pg.start()
+    gw = pg.endpoint
+    conn = admin(gw, f"lost-{uuid.uuid4().hex[:8]}@example.com")
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+    spool = pg.wait_spool_pid()
+    os.kill(spool, signal.SIGSTOP)  # the record of the next statement is written to the pipe, never synced
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["row"] = conn.execute("SELECT 7").fetchone()
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=run)
+    waiter.start()
+    waiter.join(1.0)
+    assert waiter.is_alive()  # ran upstream, but the answer waits for its record
+    os.kill(spool, signal.SIGKILL)
+    waiter.join(20)
+    assert not waiter.is_alive()
+    assert "row" not in outcome
+    error = outcome["error"]
+    assert isinstance(error, psycopg.Error)
+    assert error.sqlstate == "58030"
+    assert "audit spool process exited" in str(error)
+    conn.close()
+    pg.wait_spool_pid(not_this=spool)
     pg.stop()
