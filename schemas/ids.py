@@ -7,8 +7,8 @@ wall clock stands still or steps back (RFC 9562 §6.2, method 1: a 12-bit counte
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -30,21 +30,45 @@ _COUNTER_SEED_BITS = 11  # seed below half the counter range so a millisecond ha
 _lock = threading.Lock()
 _last_ms = -1
 _counter = 0
+# Random bits come from os.urandom in 4 KiB draws (one getrandom call per ~500 ids instead of two per id);
+# a forked child drops the parent's pool, or both would hand out the same ids.
+_POOL_BYTES = 4096
+_pool = b""
+_pool_at = 0
 
 
-def _next_timestamp_and_counter() -> tuple[int, int]:
-    """Return (unix_ms, counter) strictly greater than the previous pair in this process."""
+def _drop_pool() -> None:
+    global _pool, _pool_at
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_drop_pool)
+
+
+def _random64() -> int:
+    """64 bits from the CSPRNG; call with ``_lock`` held."""
+    global _pool, _pool_at  # noqa: PLW0603 - see above
+    if _pool_at + 8 > len(_pool):
+        _pool, _pool_at = os.urandom(_POOL_BYTES), 0
+    value = int.from_bytes(_pool[_pool_at : _pool_at + 8], "big")
+    _pool_at += 8
+    return value
+
+
+def _next_timestamp_and_counter() -> tuple[int, int, int]:
+    """Return (unix_ms, counter) strictly greater than the previous pair in this process, and 62 random
+    bits."""
     global _last_ms, _counter  # noqa: PLW0603 - process-wide monotonic state is the point
     now_ms = time.time_ns() // 1_000_000
     with _lock:
         if now_ms > _last_ms:
-            _last_ms, _counter = now_ms, secrets.randbits(_COUNTER_SEED_BITS)
+            _last_ms, _counter = now_ms, _random64() >> (64 - _COUNTER_SEED_BITS)
         elif _counter < _COUNTER_MAX:
             _counter += 1
         else:
             # Counter exhausted (or clock went back): borrow the next millisecond, as RFC 9562 allows.
-            _last_ms, _counter = _last_ms + 1, secrets.randbits(_COUNTER_SEED_BITS)
-        return _last_ms, _counter
+            _last_ms, _counter = _last_ms + 1, _random64() >> (64 - _COUNTER_SEED_BITS)
+        return _last_ms, _counter, _random64() >> 2
 
 
 def new_event_id() -> str:
@@ -53,12 +77,12 @@ def new_event_id() -> str:
     Layout (RFC 9562 §5.7): 48-bit unix milliseconds, version 7, 12-bit counter, variant ``10``,
     62 random bits.
     """
-    unix_ms, counter = _next_timestamp_and_counter()
+    unix_ms, counter, rand = _next_timestamp_and_counter()
     value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76
     value |= counter << 64
     value |= 0b10 << 62
-    value |= secrets.randbits(62)
+    value |= rand
     hex32 = f"{value:032x}"
     return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -87,3 +88,21 @@ def test_parse_utc_refuses_other_forms_without_quoting_them(text: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_utc(text)
     assert "2026" not in str(caught.value)
+
+
+def test_a_forked_child_does_not_repeat_the_parents_random_bits() -> None:
+    """The random pool is per process: a child must not hand out the ids its parent will."""
+    new_event_id()  # the parent's pool is filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next ids' random parts and leave without running pytest's teardown
+        os.close(read)
+        os.write(write, "\n".join(new_event_id()[-12:] for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {new_event_id()[-12:] for _ in range(8)}
+    assert len(child) == 8
+    assert not child & parent
