@@ -1,0 +1,232 @@
+"""The ledger in PostgreSQL: entries, the stored Merkle nodes that make proofs O(log n), checkpoints.
+
+Tables (``SCHEMA_SQL``; docs/ledger.md explains them for DBAs and auditors):
+
+- ``ledger_entries``: one row per event, ``idx`` the 0-based leaf index, ``canonical`` the exact RFC 8785
+  bytes that were hashed, ``leaf_hash`` = SHA-256(0x00 || canonical), the PCI DSS requirement ids it
+  evidences, and where it came from in the stream.
+- ``ledger_nodes``: the root of every *complete* perfect subtree above the leaves, keyed ``(level, idx)``
+  (level 1 covers leaves 2·idx and 2·idx+1). A node never changes once written, so proofs and roots for
+  any past size read at most ~2·log2(n) rows and never rehash the leaves.
+- ``ledger_checkpoints``: signed checkpoints (C2SP signed notes) by tree size.
+
+One writer at a time: :meth:`LedgerStore.append` runs in one transaction that first takes a transaction
+advisory lock, reads the tree size and the right-edge nodes (the "frontier", one per set bit of the size),
+inserts the batch's entries and every node the batch completes, and commits — or nothing. An event id
+already in the ledger is skipped, so a redelivered batch is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+import asyncpg
+
+from evidence import merkle
+
+__all__ = ["SCHEMA_SQL", "Appended", "LedgerStore", "NewEntry"]
+
+_WRITER_LOCK: Final = 0x7063_6967_6C65_6467  # "pcigledg": the one-writer advisory lock
+
+SCHEMA_SQL: Final = """
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    idx          bigint      PRIMARY KEY CHECK (idx >= 0),
+    event_id     uuid        NOT NULL UNIQUE,
+    event_type   text        NOT NULL,
+    event_time   timestamptz NOT NULL,
+    stream_seq   bigint,
+    canonical    bytea       NOT NULL,
+    leaf_hash    bytea       NOT NULL CHECK (length(leaf_hash) = 32),
+    pci          text[]      NOT NULL,
+    appended_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ledger_entries_time ON ledger_entries (event_time);
+CREATE INDEX IF NOT EXISTS ledger_entries_type_time ON ledger_entries (event_type, event_time);
+CREATE INDEX IF NOT EXISTS ledger_entries_pci ON ledger_entries USING gin (pci);
+CREATE TABLE IF NOT EXISTS ledger_nodes (
+    level  smallint NOT NULL CHECK (level >= 1),
+    idx    bigint   NOT NULL CHECK (idx >= 0),
+    hash   bytea    NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+    size        bigint      PRIMARY KEY CHECK (size >= 0),
+    root        bytea       NOT NULL CHECK (length(root) = 32),
+    note        text        NOT NULL,
+    key_name    text        NOT NULL,
+    key_id      bigint      NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An event ready for the ledger: its canonical bytes and what the read API indexes it by."""
+
+    event_id: UUID
+    event_type: str
+    event_time: datetime
+    canonical: bytes
+    pci: Sequence[str]
+    stream_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    first_idx: int  # the index the batch's first new entry got
+    added: int  # entries written (event ids already present are skipped)
+    size: int  # tree size after the batch
+
+
+class LedgerStore:
+    """Ledger reads and writes over one asyncpg connection (the caller owns it)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def create_schema(self) -> None:
+        await self.conn.execute(SCHEMA_SQL)
+
+    async def size(self) -> int:
+        value = await self.conn.fetchval("SELECT coalesce(max(idx) + 1, 0) FROM ledger_entries")
+        return int(value)
+
+    # ------------------------------------------------------------------------------------- nodes
+
+    async def nodes(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored hashes of perfect subtrees ``(level, index)``; level 0 reads leaf hashes."""
+        leaves = [i for lvl, i in wanted if lvl == 0]
+        inner = [(lvl, i) for lvl, i in wanted if lvl > 0]
+        found: dict[tuple[int, int], bytes] = {}
+        if leaves:
+            rows = await self.conn.fetch(
+                "SELECT idx, leaf_hash FROM ledger_entries WHERE idx = ANY($1::bigint[])", leaves
+            )
+            found.update(((0, r["idx"]), bytes(r["leaf_hash"])) for r in rows)
+        if inner:
+            rows = await self.conn.fetch(
+                "SELECT n.level, n.idx, n.hash FROM ledger_nodes n "
+                "JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) USING (level, idx)",
+                [lvl for lvl, _ in inner],
+                [i for _, i in inner],
+            )
+            found.update(((r["level"], r["idx"]), bytes(r["hash"])) for r in rows)
+        missing = [w for w in wanted if w not in found]
+        if missing:
+            raise LookupError(f"the ledger lacks tree nodes {missing[:5]}: it is damaged or being pruned")
+        return found
+
+    async def _node_source(self, plan: Callable[[merkle.NodeSource], object]) -> merkle.NodeSource:
+        """Run ``plan`` once to learn which nodes it reads, fetch them in one query, return a source."""
+        asked: list[tuple[int, int]] = []
+
+        def record(level: int, index: int) -> bytes:
+            asked.append((level, index))
+            return bytes(merkle.HASH_SIZE)
+
+        plan(record)
+        fetched = await self.nodes(sorted(set(asked)))
+        return lambda level, index: fetched[(level, index)]
+
+    async def root(self, size: int) -> bytes:
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        source = await self._node_source(lambda node: merkle.subtree_root(node, 0, size))
+        return merkle.subtree_root(source, 0, size)
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        source = await self._node_source(lambda node: merkle.inclusion_proof(index, size, node))
+        return merkle.inclusion_proof(index, size, source)
+
+    async def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        source = await self._node_source(lambda node: merkle.consistency_proof(size1, size2, node))
+        return merkle.consistency_proof(size1, size2, source)
+
+    # ------------------------------------------------------------------------------------ append
+
+    async def append(self, entries: Sequence[NewEntry]) -> Appended:
+        """Add ``entries`` (in order, skipping event ids already present) and the nodes they complete."""
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            size = await self.size()
+            ids = [e.event_id for e in entries]
+            present = {
+                r["event_id"]
+                for r in await self.conn.fetch(
+                    "SELECT event_id FROM ledger_entries WHERE event_id = ANY($1::uuid[])", ids
+                )
+            }
+            fresh: list[NewEntry] = []
+            for entry in entries:
+                if entry.event_id not in present:
+                    present.add(entry.event_id)
+                    fresh.append(entry)
+            if not fresh:
+                return Appended(size, 0, size)
+            leaves = [merkle.leaf_hash(e.canonical) for e in fresh]
+            await self.conn.copy_records_to_table(
+                "ledger_entries",
+                columns=[
+                    "idx",
+                    "event_id",
+                    "event_type",
+                    "event_time",
+                    "stream_seq",
+                    "canonical",
+                    "leaf_hash",
+                    "pci",
+                ],
+                records=[
+                    (
+                        size + i,
+                        e.event_id,
+                        e.event_type,
+                        e.event_time,
+                        e.stream_seq,
+                        e.canonical,
+                        h,
+                        list(e.pci),
+                    )
+                    for i, (e, h) in enumerate(zip(fresh, leaves, strict=True))
+                ],
+            )
+            new_nodes = await self._completed_nodes(size, leaves)
+            if new_nodes:
+                await self.conn.copy_records_to_table(
+                    "ledger_nodes", columns=["level", "idx", "hash"], records=new_nodes
+                )
+            return Appended(size, len(fresh), size + len(fresh))
+
+    async def _completed_nodes(self, size: int, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
+        """Every perfect subtree that leaves ``[size, size + len(leaves))`` complete, level >= 1.
+
+        At each level the only child not computed here is the left neighbour of the first new node: the
+        frontier node at that level, which exists exactly when that bit of ``size`` is set.
+        """
+        end = size + len(leaves)
+        frontier_keys = [(lvl, (size >> lvl) - 1) for lvl in range(size.bit_length()) if size >> lvl & 1]
+        frontier = await self.nodes(frontier_keys) if frontier_keys else {}
+        out: list[tuple[int, int, bytes]] = []
+        level_nodes = leaves  # nodes of the current level with index >= first
+        first = size
+        level = 0
+        while True:
+            lo, hi = first >> 1, end >> (level + 1)  # parents completed at level + 1: [lo, hi)
+            if lo >= hi:
+                break
+            parents: list[bytes] = []
+            for j in range(lo, hi):
+                left_i, right_i = 2 * j, 2 * j + 1
+                left = level_nodes[left_i - first] if left_i >= first else frontier[(level, left_i)]
+                right = level_nodes[right_i - first]
+                parents.append(merkle.node_hash(left, right))
+            level += 1
+            out.extend((level, lo + k, h) for k, h in enumerate(parents))
+            # one level up: the parents just made; an older left neighbour comes from the frontier
+            level_nodes, first = parents, lo
+        return out
