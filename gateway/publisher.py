@@ -51,7 +51,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from gateway.spool import Spool, SpoolUnavailable
+from gateway.spool import Spool
+from gateway.spool_waits import SpoolUnavailable
 from pcigate.natsconn import NatsUnavailableError, connect_once
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from gateway.identity import TokenVerifier
 from gateway.jwks import jwks_source
 from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
 from gateway.session import PgSession
-from gateway.spool import SpoolUnavailable
 from gateway.spool_link import SpoolLink
+from gateway.spool_waits import SpoolUnavailable
 from pcigate.config import Config, SecretError, resolve_secret
 from pcigate.nats_provision import ProvisionError, provision_url
 from pcigate.settings import nats_connect_options, nats_servers, provision_settings

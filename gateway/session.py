@@ -33,7 +33,7 @@ from gateway.hooks import ALLOW, Hook, HookChain, SessionInfo, StatementView, Ve
 from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
 from gateway.pgwire import messages as m
 from gateway.pgwire import startup as st
-from gateway.spool import SpoolUnavailable
+from gateway.spool_waits import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
 from schemas.ids import format_utc, new_event_id

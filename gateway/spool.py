@@ -42,8 +42,6 @@ import bisect
 import contextlib
 import errno
 import fcntl
-import heapq
-import itertools
 import json
 import logging
 import os
@@ -67,6 +65,7 @@ from gateway.spool_format import (
     human_bytes,
     scan_fd,
 )
+from gateway.spool_waits import DurableWaits, SpoolUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,6 @@ _CURSOR = "cursor"
 _CURSOR_TMP = "cursor.tmp"
 _LOCK = "lock"
 
-Callback = Callable[["SpoolUnavailable | None"], None]
 _Pending = tuple[int, bool, bytes]  # seq, is event, encoded record
 
 
@@ -94,14 +92,6 @@ class SpoolObserver(Protocol):
     def failed(self, reason: str) -> None: ...
     def recovered(self, seq: int) -> None: ...
     def reclaimed(self, freed: int) -> None: ...
-
-
-class SpoolUnavailable(Exception):  # noqa: N818 - the contract's name
-    """The spool cannot take (or did not make durable) a record: the statement must be refused."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class SpoolLockedError(SpoolUnavailable):
@@ -142,7 +132,7 @@ def _fsync_dir(dirfd: int) -> None:
     os.fsync(dirfd)
 
 
-class Spool:
+class Spool(DurableWaits):
     """See the module docstring. Loop-thread API: append_*, when_durable, read, mark_published, close."""
 
     def __init__(
@@ -169,8 +159,7 @@ class Spool:
         self._used = 0
         self._open_intents: dict[str, int] = {}
         self._subjects: dict[str, bytes] = {}
-        self._waiters: list[tuple[int, int, Callback]] = []
-        self._tick = itertools.count()
+        self._init_waits()
         self._readers: list[asyncio.Future[None]] = []
         self._cache: list[tuple[int, str, str, bytes]] = []
         self._cache_start = 0
@@ -519,32 +508,6 @@ class Spool:
 
     # ------------------------------------------------------------------ durability (loop thread)
 
-    def when_durable(self, seq: int, callback: Callback) -> None:
-        if seq <= self.durable_seq:
-            callback(None)
-        elif self._failed is not None:
-            callback(SpoolUnavailable(self._failed))
-        elif seq >= self._next_seq:
-            raise ValueError(f"record {seq} was never appended")
-        else:
-            heapq.heappush(self._waiters, (seq, next(self._tick), callback))
-
-    async def wait_durable(self, seq: int) -> None:
-        if seq <= self.durable_seq:
-            return
-        assert self._loop is not None
-        fut: asyncio.Future[None] = self._loop.create_future()
-
-        def done(err: SpoolUnavailable | None) -> None:
-            if not fut.done():
-                if err is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(err)
-
-        self.when_durable(seq, done)
-        await fut
-
     def _on_durable(self, seq: int, event_seq: int) -> None:
         if event_seq > self._durable_event_seq:
             self._durable_event_seq = event_seq
@@ -554,13 +517,7 @@ class Spool:
         self.durable_seq = seq
         if self._observer is not None:
             self._observer.durable(seq)
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= seq:
-            cb = heapq.heappop(waiters)[2]
-            try:
-                cb(None)
-            except Exception:
-                log.exception("audit spool durability callback failed")
+        self._release_waiters(seq)
 
     def _on_failed(self, reason: str) -> None:
         if self._failed is None:
@@ -568,14 +525,6 @@ class Spool:
             if self._observer is not None:
                 self._observer.failed(reason)
         self._fail_waiters(reason)
-
-    def _fail_waiters(self, reason: str) -> None:
-        waiters, self._waiters = self._waiters, []
-        for _, _, cb in sorted(waiters):
-            try:
-                cb(SpoolUnavailable(reason))
-            except Exception:
-                log.exception("audit spool durability callback failed")
 
     def _on_recovered(self, seq: int, event_seq: int) -> None:
         self._on_durable(seq, event_seq)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import heapq
-import itertools
 import json
 import logging
 import os
@@ -29,8 +27,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
-from gateway.spool import Callback, SpoolUnavailable
 from gateway.spool_format import EVENT, INTENT, MAX_RECORD, encode, human_bytes
+from gateway.spool_waits import DurableWaits, SpoolUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ def widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
 
 
-class SpoolLink:
+class SpoolLink(DurableWaits):
     """Loop-thread API used by sessions: append_*, durable_seq, when_durable, wait_durable."""
 
     def __init__(self, config: dict[str, Any], *, max_bytes: int, spool_dir: str) -> None:
@@ -79,8 +77,7 @@ class SpoolLink:
         self._failed: str | None = "the audit spool is not running"
         self._open_intents: set[str] = set()
         self._subjects: dict[str, bytes] = {}
-        self._waiters: list[tuple[int, int, Callback]] = []
-        self._tick = itertools.count()
+        self._init_waits()
         self._out: list[bytes] = []
         self._out_urgent = False
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -294,51 +291,11 @@ class SpoolLink:
 
     # ------------------------------------------------------------------ durability
 
-    def when_durable(self, seq: int, callback: Callback) -> None:
-        if seq <= self.durable_seq:
-            callback(None)
-        elif self._failed is not None:
-            callback(SpoolUnavailable(self._failed))
-        elif seq >= self._next_seq:
-            raise ValueError(f"record {seq} was never appended")
-        else:
-            heapq.heappush(self._waiters, (seq, next(self._tick), callback))
-
-    async def wait_durable(self, seq: int) -> None:
-        if seq <= self.durable_seq:
-            return
-        assert self._loop is not None
-        fut: asyncio.Future[None] = self._loop.create_future()
-
-        def done(err: SpoolUnavailable | None) -> None:
-            if not fut.done():
-                if err is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(err)
-
-        self.when_durable(seq, done)
-        await fut
-
     def _durable(self, seq: int) -> None:
         if seq <= self.durable_seq:
             return
         self.durable_seq = seq
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= seq:
-            cb = heapq.heappop(waiters)[2]
-            try:
-                cb(None)
-            except Exception:
-                log.exception("audit spool durability callback failed")
-
-    def _fail_waiters(self, reason: str) -> None:
-        waiters, self._waiters = self._waiters, []
-        for _, _, cb in sorted(waiters):
-            try:
-                cb(SpoolUnavailable(reason))
-            except Exception:
-                log.exception("audit spool durability callback failed")
+        self._release_waiters(seq)
 
     # ------------------------------------------------------------------ status from the service
 

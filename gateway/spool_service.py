@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from gateway.publisher import Publisher
-from gateway.spool import Spool, SpoolCorruptError, SpoolLockedError, SpoolUnavailable
+from gateway.spool import Spool, SpoolCorruptError, SpoolLockedError
 from gateway.spool_format import HEADER, MAX_BODY
 from gateway.spool_link import (
     DURABLE,
@@ -34,6 +34,7 @@ from gateway.spool_link import (
     SEQ,
     status_frame,
 )
+from gateway.spool_waits import SpoolUnavailable
 from pcigate.config import Config
 from pcigate.settings import nats_connect_options, nats_servers
 
