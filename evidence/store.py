@@ -8,6 +8,8 @@ Tables (``SCHEMA_SQL``; docs/ledger.md explains them for DBAs and auditors):
 - ``ledger_nodes``: the root of every *complete* perfect subtree above the leaves, keyed ``(level, idx)``
   (level 1 covers leaves 2·idx and 2·idx+1). A node never changes once written, so proofs and roots for
   any past size read at most ~2·log2(n) rows and never rehash the leaves.
+- ``ledger_quarantine``: messages refused as events (``evidence.entries``), with the reason, the payload's
+  SHA-256 and the payload with its digit runs masked; never silently dropped.
 - ``ledger_checkpoints``: signed checkpoints (C2SP signed notes) by tree size.
 
 One writer at a time: :meth:`LedgerStore.append` runs in one transaction that first takes a transaction
@@ -28,7 +30,7 @@ import asyncpg
 
 from evidence import merkle
 
-__all__ = ["SCHEMA_SQL", "Appended", "LedgerStore", "NewEntry"]
+__all__ = ["SCHEMA_SQL", "Appended", "LedgerStore", "NewEntry", "Quarantined"]
 
 _WRITER_LOCK: Final = 0x7063_6967_6C65_6467  # "pcigledg": the one-writer advisory lock
 
@@ -53,6 +55,17 @@ CREATE TABLE IF NOT EXISTS ledger_nodes (
     hash   bytea    NOT NULL CHECK (length(hash) = 32),
     PRIMARY KEY (level, idx)
 );
+CREATE TABLE IF NOT EXISTS ledger_quarantine (
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream_seq      bigint,
+    subject         text        NOT NULL,
+    msg_id          text,
+    reason          text        NOT NULL,
+    sha256          bytea       NOT NULL CHECK (length(sha256) = 32),
+    size            integer     NOT NULL,
+    payload_masked  bytea       NOT NULL,
+    received_at     timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
     size        bigint      PRIMARY KEY CHECK (size >= 0),
     root        bytea       NOT NULL CHECK (length(root) = 32),
@@ -74,6 +87,19 @@ class NewEntry:
     canonical: bytes
     pci: Sequence[str]
     stream_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A message the ledger refused, described without clear card data."""
+
+    stream_seq: int | None
+    subject: str
+    msg_id: str | None
+    reason: str  # names the rule and place, never a value
+    sha256: bytes  # of the payload as received
+    size: int
+    payload_masked: bytes  # at most 64 KiB, digit runs of 8+ replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +227,18 @@ class LedgerStore:
                     "ledger_nodes", columns=["level", "idx", "hash"], records=new_nodes
                 )
             return Appended(size, len(fresh), size + len(fresh))
+
+    async def add_quarantined(self, refused: Sequence[Quarantined]) -> None:
+        """Keep refused messages (in the caller's transaction, if any)."""
+        await self.conn.executemany(
+            "INSERT INTO ledger_quarantine"
+            " (stream_seq, subject, msg_id, reason, sha256, size, payload_masked)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [
+                (q.stream_seq, q.subject, q.msg_id, q.reason, q.sha256, q.size, q.payload_masked)
+                for q in refused
+            ],
+        )
 
     async def _completed_nodes(self, size: int, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
         """Every perfect subtree that leaves ``[size, size + len(leaves))`` complete, level >= 1.

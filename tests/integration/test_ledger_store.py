@@ -14,7 +14,8 @@ import pytest
 import rfc8785
 
 from evidence import merkle
-from evidence.store import LedgerStore, NewEntry
+from evidence.entries import to_entry
+from evidence.store import LedgerStore, NewEntry, Quarantined
 from schemas import new_event_id
 
 pytestmark = pytest.mark.integration
@@ -121,3 +122,15 @@ async def test_a_missing_node_is_reported_not_papered_over(store: LedgerStore) -
     await store.conn.execute("DELETE FROM ledger_nodes WHERE level = 2 AND idx = 1")
     with pytest.raises(LookupError, match=r"lacks tree nodes \[\(2, 1\)\]"):
         await store.inclusion_proof(0, 8)
+
+
+async def test_refused_messages_are_kept_without_card_numbers(store: LedgerStore) -> None:
+    payload = b'{"type": "auth.failed", "card": "4111111111111111"}'
+    refused = to_entry(payload, stream_seq=9, subject="pcigate.audit.auth.failed", msg_id=None)
+    assert isinstance(refused, Quarantined)
+    await store.add_quarantined([refused])
+    row = await store.conn.fetchrow("SELECT * FROM ledger_quarantine")
+    assert row is not None
+    assert (row["stream_seq"], row["subject"], row["size"]) == (9, "pcigate.audit.auth.failed", len(payload))
+    assert row["reason"].startswith("invalid event:")
+    assert b"4111111111111111" not in bytes(row["payload_masked"])

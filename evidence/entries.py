@@ -1,0 +1,104 @@
+"""From a JetStream message to a ledger entry, or to quarantine with a reason. Pure: no I/O.
+
+An event enters the ledger only if it is one JSON object without duplicate names, satisfies the v1
+contract (``schemas.parse_event``), arrived on its own type's subject, and carries every PCI DSS 10.2.2
+detail. What is hashed is the RFC 8785 canonical form of the object as received (``rfc8785``), so anyone
+can recompute the leaf from the stored bytes.
+
+A refused message is never dropped: it becomes a :class:`Quarantined` record. Its payload is kept only
+with every run of 8 or more digits replaced by ``#``: a message that failed validation may be failing
+precisely because it carries a card number, and the ledger must not store clear card data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from typing import Any, Final
+
+import rfc8785
+
+from evidence.pci import missing_10_2_2, requirements
+from evidence.store import NewEntry, Quarantined
+from schemas import EventInvalid, parse_event, parse_utc
+
+__all__ = ["SUBJECT_PREFIX", "quarantine", "to_entry"]
+
+SUBJECT_PREFIX: Final = "pcigate.audit."
+MAX_EVENT_BYTES: Final = 1 << 20
+_KEPT_BYTES: Final = 64 << 10
+_DIGITS = re.compile(rb"\d{8,}")
+
+
+class _RefusedError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _RefusedError("a JSON object has a duplicate member name")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(_: str) -> Any:
+    raise _RefusedError("NaN or Infinity is not JSON")
+
+
+def quarantine(
+    payload: bytes, reason: str, *, stream_seq: int | None, subject: str, msg_id: str | None
+) -> Quarantined:
+    masked = _DIGITS.sub(lambda m: b"#" * len(m.group()), payload[:_KEPT_BYTES])
+    return Quarantined(
+        stream_seq, subject, msg_id, reason, hashlib.sha256(payload).digest(), len(payload), masked
+    )
+
+
+def to_entry(
+    payload: bytes, *, stream_seq: int | None, subject: str, msg_id: str | None = None
+) -> NewEntry | Quarantined:
+    """The ledger entry for one message, or why it is quarantined."""
+    try:
+        return _entry(payload, stream_seq, subject, msg_id)
+    except _RefusedError as refused:
+        return quarantine(payload, refused.reason, stream_seq=stream_seq, subject=subject, msg_id=msg_id)
+
+
+def _entry(payload: bytes, stream_seq: int | None, subject: str, msg_id: str | None) -> NewEntry:
+    if len(payload) > MAX_EVENT_BYTES:
+        raise _RefusedError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        obj = json.loads(payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise _RefusedError("the payload is not UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise _RefusedError("the payload is not a JSON object")
+    try:
+        event = parse_event(obj)
+    except EventInvalid as invalid:
+        raise _RefusedError(f"invalid event: {invalid.reason}") from None
+    if subject != SUBJECT_PREFIX + event.type:
+        raise _RefusedError(f"an event of type {event.type} arrived on another type's subject")
+    if msg_id is not None and msg_id != event.id:
+        raise _RefusedError("the message id is not the event id")
+    missing = missing_10_2_2(obj)
+    if missing:
+        raise _RefusedError(f"PCI DSS 10.2.2 details missing: {', '.join(missing)}")
+    try:
+        canonical = rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, ValueError) as exc:
+        raise _RefusedError(f"the event has no RFC 8785 form: {type(exc).__name__}") from None
+    return NewEntry(
+        event_id=uuid.UUID(event.id),
+        event_type=event.type,
+        event_time=parse_utc(event.time),
+        canonical=canonical,
+        pci=requirements(obj),
+        stream_seq=stream_seq,
+    )
