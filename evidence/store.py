@@ -29,8 +29,17 @@ from uuid import UUID
 import asyncpg
 
 from evidence import merkle
+from evidence.checkpoint import Checkpoint, NoteSigner
 
-__all__ = ["SCHEMA_SQL", "Appended", "LedgerStore", "NewEntry", "Quarantined"]
+__all__ = [
+    "SCHEMA_SQL",
+    "Appended",
+    "LedgerInconsistentError",
+    "LedgerStore",
+    "NewEntry",
+    "Quarantined",
+    "StoredCheckpoint",
+]
 
 _WRITER_LOCK: Final = 0x7063_6967_6C65_6467  # "pcigledg": the one-writer advisory lock
 
@@ -109,6 +118,17 @@ class Appended:
     size: int  # tree size after the batch
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+
+
+class LedgerInconsistentError(Exception):
+    """The stored tree does not extend the last signed checkpoint: signing now would fork the log."""
+
+
 class LedgerStore:
     """Ledger reads and writes over one asyncpg connection (the caller owns it)."""
 
@@ -172,6 +192,52 @@ class LedgerStore:
     async def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         source = await self._node_source(lambda node: merkle.consistency_proof(size1, size2, node))
         return merkle.consistency_proof(size1, size2, source)
+
+    # ------------------------------------------------------------------------------- checkpoints
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        row = await self.conn.fetchrow(
+            "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
+        )
+        return None if row is None else StoredCheckpoint(row["size"], bytes(row["root"]), row["note"])
+
+    async def checkpoint(self, signer: NoteSigner, origin: str) -> StoredCheckpoint:
+        """Sign and store a checkpoint of the current tree, unless the last one already covers it.
+
+        Under the writer lock (the size cannot move), the new root is first proved consistent with the
+        last signed one from the stored nodes; if it is not, nothing is signed and
+        LedgerInconsistentError says so. A log must never sign two inconsistent checkpoints.
+        """
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            last = await self.latest_checkpoint()
+            size = await self.size()
+            if last is not None and last.size == size:
+                return last
+            if last is not None and last.size > size:
+                raise LedgerInconsistentError(
+                    f"the ledger holds {size} entries but checkpoint {last.size} was signed: it was truncated"
+                )
+            root = await self.root(size)
+            if last is not None and last.size > 0:
+                proof = await self.consistency_proof(last.size, size)
+                try:
+                    merkle.verify_consistency(last.size, size, proof, last.root, root)
+                except merkle.ProofError as exc:
+                    raise LedgerInconsistentError(
+                        f"the tree of size {size} does not extend signed checkpoint {last.size}: {exc}"
+                    ) from None
+            note = Checkpoint(origin, size, root).sign([signer])
+            await self.conn.execute(
+                "INSERT INTO ledger_checkpoints (size, root, note, key_name, key_id)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                size,
+                root,
+                note,
+                signer.name,
+                signer.verifier.key_id,
+            )
+            return StoredCheckpoint(size, root, note)
 
     # ------------------------------------------------------------------------------------ append
 

@@ -12,10 +12,12 @@ from typing import Any
 import asyncpg
 import pytest
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evidence import merkle
+from evidence.checkpoint import Checkpoint, NoteSigner
 from evidence.entries import to_entry
-from evidence.store import LedgerStore, NewEntry, Quarantined
+from evidence.store import LedgerInconsistentError, LedgerStore, NewEntry, Quarantined
 from schemas import new_event_id
 
 pytestmark = pytest.mark.integration
@@ -134,3 +136,39 @@ async def test_refused_messages_are_kept_without_card_numbers(store: LedgerStore
     assert (row["stream_seq"], row["subject"], row["size"]) == (9, "pcigate.audit.auth.failed", len(payload))
     assert row["reason"].startswith("invalid event:")
     assert b"4111111111111111" not in bytes(row["payload_masked"])
+
+
+async def test_checkpoints_extend_each_other_and_a_forked_tree_is_never_signed(store: LedgerStore) -> None:
+    signer = NoteSigner("pcigate.test/ledger", Ed25519PrivateKey.generate())
+    entries = [_entry(i) for i in range(40)]
+    await store.append(entries[:13])
+    first = await store.checkpoint(signer, "pcigate.test/ledger")
+    assert first.size == 13
+    assert await store.checkpoint(signer, "pcigate.test/ledger") == first  # nothing new: nothing signed
+    await store.append(entries[13:])
+    second = await store.checkpoint(signer, "pcigate.test/ledger")
+    opened = Checkpoint.open(second.note, [signer.verifier], origin="pcigate.test/ledger")
+    assert (opened.size, opened.root) == (40, second.root)
+    tree = merkle.MemoryTree([merkle.leaf_hash(e.canonical) for e in entries])
+    assert second.root == tree.root() and first.root == tree.root(13)
+    # rewrite history below the last checkpoint (an entry and the nodes above it), then add one more entry
+    forged = _entry(99)
+    await store.conn.execute(
+        "UPDATE ledger_entries SET canonical = $1, leaf_hash = $2 WHERE idx = 3",
+        forged.canonical,
+        merkle.leaf_hash(forged.canonical),
+    )
+    await store.conn.execute("DELETE FROM ledger_nodes")
+    leaves = [
+        bytes(r["leaf_hash"])
+        for r in await store.conn.fetch("SELECT leaf_hash FROM ledger_entries ORDER BY idx")
+    ]
+    fake = merkle.MemoryTree(leaves)
+    await store.conn.executemany(
+        "INSERT INTO ledger_nodes (level, idx, hash) VALUES ($1, $2, $3)",
+        [(lvl, i, h) for lvl in range(1, len(fake.levels)) for i, h in enumerate(fake.levels[lvl])],
+    )
+    await store.append([_entry(100), _entry(101)])
+    with pytest.raises(LedgerInconsistentError, match="does not extend signed checkpoint 40"):
+        await store.checkpoint(signer, "pcigate.test/ledger")
+    assert (await store.latest_checkpoint()) == second
