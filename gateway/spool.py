@@ -59,12 +59,11 @@ from gateway.spool_format import (
     EVENT,
     INTENT,
     MAGIC,
-    MAX_RECORD,
     decode,
     encode,
-    human_bytes,
     scan_fd,
 )
+from gateway.spool_limits import SpoolLimits
 from gateway.spool_waits import DurableWaits, SpoolUnavailable
 
 log = logging.getLogger(__name__)
@@ -149,8 +148,7 @@ class Spool(DurableWaits):
         self.retry_interval = retry_interval
         # headroom only for events that complete an open intent, so a full spool cannot strand statements
         # that already ran as "interrupted"
-        self._reserve = max_bytes // 16
-        self._full_reason = f"spool is full ({human_bytes(max_bytes)})"
+        self._limits = SpoolLimits(max_bytes)
         self._loop: asyncio.AbstractEventLoop | None = None
         # --- loop-thread state
         self.durable_seq = 0
@@ -158,7 +156,6 @@ class Spool(DurableWaits):
         self._failed: str | None = "spool is not open"
         self._used = 0
         self._open_intents: dict[str, int] = {}
-        self._subjects: dict[str, bytes] = {}
         self._init_waits()
         self._readers: list[asyncio.Future[None]] = []
         self._cache: list[tuple[int, str, str, bytes]] = []
@@ -423,20 +420,8 @@ class Spool(DurableWaits):
     def _append(self, kind: int, subject: str, msg_id: str, payload: bytes) -> int:
         if self._failed is not None:
             raise SpoolUnavailable(self._failed)
-        sb = self._subjects.get(subject)
-        if sb is None:
-            sb = self._subject_bytes(subject)
-        mb = msg_id.encode()
-        if len(payload) > MAX_RECORD or len(mb) > 0xFFFF:
-            raise ValueError(f"audit record too large ({len(payload)} bytes payload)")
         seq = self._next_seq
-        data = encode(kind, seq, sb, mb, payload)
-        if self._used + len(data) > self.max_bytes and not (
-            kind == EVENT
-            and msg_id in self._open_intents
-            and self._used + len(data) <= self.max_bytes + self._reserve
-        ):
-            raise SpoolUnavailable(self._full_reason)
+        data = self._limits.encode(kind, seq, subject, msg_id, payload, self._used, self._open_intents)
         self._accept(kind, seq, subject, msg_id, payload, data)
         return seq
 
@@ -478,15 +463,6 @@ class Spool(DurableWaits):
         self._pending.append((seq, is_event, data))
         if self._flush_handle is None and self._retry_handle is None and self._loop is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
-
-    def _subject_bytes(self, subject: str) -> bytes:
-        sb = subject.encode()
-        if len(sb) > 0xFFFF:
-            raise ValueError("subject too long")
-        if len(self._subjects) > 4096:
-            self._subjects.clear()
-        self._subjects[subject] = sb
-        return sb
 
     def _trim_cache(self) -> None:
         cache = self._cache

@@ -27,7 +27,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
-from gateway.spool_format import EVENT, INTENT, MAX_RECORD, encode, human_bytes
+from gateway.spool_format import EVENT, INTENT
+from gateway.spool_limits import SpoolLimits
 from gateway.spool_waits import DurableWaits, SpoolUnavailable
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,12 @@ class SpoolLink(DurableWaits):
         self._config = config
         self.max_bytes = max_bytes
         self.spool_dir = spool_dir
-        # headroom only for events that complete an open intent (as in the store)
-        self._reserve = max_bytes // 16
-        self._full_reason = f"spool is full ({human_bytes(max_bytes)})"
+        self._limits = SpoolLimits(max_bytes)
         self.durable_seq = 0
         self._next_seq = 1
         self._used = 0
         self._failed: str | None = "the audit spool is not running"
         self._open_intents: set[str] = set()
-        self._subjects: dict[str, bytes] = {}
         self._init_waits()
         self._out: list[bytes] = []
         self._out_urgent = False
@@ -221,26 +219,10 @@ class SpoolLink(DurableWaits):
     def _append(self, kind: int, subject: str, msg_id: str, payload: bytes, lazy: bool) -> int:
         if self._failed is not None:
             raise SpoolUnavailable(self._failed)
-        sb = self._subjects.get(subject)
-        if sb is None:
-            sb = subject.encode()
-            if len(sb) > 0xFFFF:
-                raise ValueError("subject too long")
-            self._subjects[subject] = sb
-        mb = msg_id.encode()
-        if len(payload) > MAX_RECORD or len(mb) > 0xFFFF:
-            raise ValueError(f"audit record too large ({len(payload)} bytes payload)")
         seq = self._next_seq
-        data = encode(kind, seq, sb, mb, payload)
-        size = len(data)
-        if self._used + size > self.max_bytes and not (
-            kind == EVENT
-            and msg_id in self._open_intents
-            and self._used + size <= self.max_bytes + self._reserve
-        ):
-            raise SpoolUnavailable(self._full_reason)
+        data = self._limits.encode(kind, seq, subject, msg_id, payload, self._used, self._open_intents)
         self._next_seq = seq + 1
-        self._used += size
+        self._used += len(data)
         if kind == EVENT:
             self._open_intents.discard(msg_id)
         else:
