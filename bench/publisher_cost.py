@@ -36,6 +36,7 @@ from typing import Any
 
 import nats
 
+from gateway.loop import loop_factory  # what the spool service runs on
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from pcigate import nats_provision as np
@@ -285,17 +286,7 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def loop_factory(plain: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if plain:
-        return None
-    try:
-        import uvloop  # noqa: PLC0415 - optional: a dependency on Linux only
-    except ImportError:
-        return None
-    return uvloop.new_event_loop  # what the spool service runs on
-
-
 if __name__ == "__main__":
     arguments = parse_args()
-    with asyncio.Runner(loop_factory=loop_factory(arguments.asyncio)) as runner:
+    with asyncio.Runner(loop_factory=None if arguments.asyncio else loop_factory()) as runner:
         runner.run(main(arguments))

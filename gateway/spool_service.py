@@ -19,8 +19,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 
+from gateway.loop import loop_factory
 from gateway.publisher import Publisher
 from gateway.spool import Spool, SpoolCorruptError, SpoolLockedError
 from gateway.spool_format import HEADER, MAX_BODY
@@ -182,14 +182,6 @@ async def serve(config: Config, data_fd: int, status: _Status) -> int:
     return code
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop  # noqa: PLC0415 - optional: a dependency on Linux only
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.spool_service")
     parser.add_argument("--data-fd", type=int, required=True)
@@ -204,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     config = Config.model_validate(start["config"])
     status = _Status(args.status_fd)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(serve(config, args.data_fd, status))
 
 

@@ -233,6 +233,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from gateway.loop import loop_factory
     from gateway.server import GatewayStartError, run_gateway
 
     def ready(lines: list[str]) -> None:
@@ -240,13 +241,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             print(f"listening   {line}", flush=True)
 
     try:
-        import uvloop
-
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
-    except ImportError:  # uvloop is a dependency on Linux; stay usable without it
-        loop_factory = None
-    try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run_gateway(config, on_ready=ready))
     except GatewayStartError as exc:
         _err(str(exc))
