@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     event_type   text        NOT NULL,
     event_time   timestamptz NOT NULL,
     stream_seq   bigint,
-    canonical    bytea       NOT NULL,
+    canonical    bytea,                 -- NULL once retention pruned the payload (leaf_hash stays)
     leaf_hash    bytea       NOT NULL CHECK (length(leaf_hash) = 32),
     pci          text[]      NOT NULL,
     appended_at  timestamptz NOT NULL DEFAULT now()

@@ -167,7 +167,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ config, nats
 
 
-def _load(path: str | None) -> tuple[int, object]:
+def load_config_or_exit_code(path: str | None) -> tuple[int, object]:
     from pcigate.config import ConfigError, find_config, load_config
 
     try:
@@ -178,7 +178,7 @@ def _load(path: str | None) -> tuple[int, object]:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    code, config = _load(args.file or args.config)
+    code, config = load_config_or_exit_code(args.file or args.config)
     if code == EXIT_OK:
         from pcigate.config import Config
 
@@ -192,7 +192,7 @@ def cmd_nats_init(args: argparse.Namespace) -> int:
     from pcigate.nats_provision import ProvisionError, provision_url
     from pcigate.settings import nats_connect_options, nats_servers, provision_settings
 
-    code, config = _load(args.config)
+    code, config = load_config_or_exit_code(args.config)
     if code != EXIT_OK:
         return code
     assert isinstance(config, Config)
@@ -224,7 +224,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from pcigate.config import Config
     from pcigate.nats_provision import ProvisionError
 
-    code, config = _load(args.config)
+    code, config = load_config_or_exit_code(args.config)
     if code != EXIT_OK:
         return code
     assert isinstance(config, Config)
@@ -315,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default: info"
     )
     p.set_defaults(handler=cmd_gateway)
+
+    from pcigate import cli_evidence, cli_ledger, cli_verify
+
+    for module in (cli_evidence, cli_verify, cli_ledger):
+        module.register(sub, config_opt)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from evidence.checkpoint import NoteError, NoteVerifier
 from pcigate.config.addresses import (
     HostPort,
     check_host,
@@ -582,6 +583,14 @@ def _check_origin(value: str) -> str:
     return value
 
 
+def _check_vkey(value: str) -> str:
+    try:
+        NoteVerifier.parse(value)
+    except NoteError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 class Ledger(_Model):
     """The append-only evidence ledger and its signed checkpoints."""
 
@@ -592,6 +601,9 @@ class Ledger(_Model):
     checkpoint_interval: Annotated[Duration, _duration_between(timedelta(seconds=1), timedelta(hours=1))] = (
         timedelta(seconds=10)
     )
+    # Public keys of earlier signing keys (verifier key strings): after a rotation, checkpoints they signed
+    # still verify. The current signing key's public half is always trusted and need not be listed.
+    trusted_keys: tuple[Annotated[StrictStr, AfterValidator(_check_vkey)], ...] = ()
 
 
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
