@@ -101,4 +101,6 @@ def _entry(payload: bytes, stream_seq: int | None, subject: str, msg_id: str | N
         canonical=canonical,
         pci=requirements(obj),
         stream_seq=stream_seq,
+        session_id=event.session_id,
+        actor_sub=event.actor.sub,
     )

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     event_type   text        NOT NULL,
     event_time   timestamptz NOT NULL,
     stream_seq   bigint,
+    session_id   text,
+    actor_sub    text,
     canonical    bytea,                 -- NULL once retention pruned the payload (leaf_hash stays)
     leaf_hash    bytea       NOT NULL CHECK (length(leaf_hash) = 32),
     pci          text[]      NOT NULL,
@@ -58,6 +60,8 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 CREATE INDEX IF NOT EXISTS ledger_entries_time ON ledger_entries (event_time);
 CREATE INDEX IF NOT EXISTS ledger_entries_type_time ON ledger_entries (event_type, event_time);
 CREATE INDEX IF NOT EXISTS ledger_entries_pci ON ledger_entries USING gin (pci);
+CREATE INDEX IF NOT EXISTS ledger_entries_session ON ledger_entries (session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ledger_entries_actor_time ON ledger_entries (actor_sub, event_time);
 CREATE TABLE IF NOT EXISTS ledger_nodes (
     level  smallint NOT NULL CHECK (level >= 1),
     idx    bigint   NOT NULL CHECK (idx >= 0),
@@ -96,6 +100,8 @@ class NewEntry:
     canonical: bytes
     pci: Sequence[str]
     stream_seq: int | None = None
+    session_id: str | None = None
+    actor_sub: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +275,8 @@ class LedgerStore:
                     "event_type",
                     "event_time",
                     "stream_seq",
+                    "session_id",
+                    "actor_sub",
                     "canonical",
                     "leaf_hash",
                     "pci",
@@ -280,6 +288,8 @@ class LedgerStore:
                         e.event_type,
                         e.event_time,
                         e.stream_seq,
+                        e.session_id,
+                        e.actor_sub,
                         e.canonical,
                         h,
                         list(e.pci),
