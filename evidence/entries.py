@@ -2,8 +2,8 @@
 
 An event enters the ledger only if it is one JSON object without duplicate names, satisfies the v1
 contract (``schemas.parse_event``), arrived on its own type's subject, and carries every PCI DSS 10.2.2
-detail. What is hashed is the RFC 8785 canonical form of the object as received (``rfc8785``), so anyone
-can recompute the leaf from the stored bytes.
+detail. What is hashed is the RFC 8785 canonical form of the object as received (``evidence.canonical``),
+so anyone can recompute the leaf from the stored bytes.
 
 A refused message is never dropped: it becomes a :class:`Quarantined` record. Its payload is kept only
 with every run of 8 or more digits replaced by ``#``: a message that failed validation may be failing
@@ -16,10 +16,9 @@ import hashlib
 import json
 import re
 import uuid
-from typing import Any, Final
+from typing import Final
 
-import rfc8785
-
+from evidence.canonical import JsonRefusedError, canonical_json, loads_checked
 from evidence.pci import missing_10_2_2, requirements
 from evidence.store import NewEntry, Quarantined
 from schemas import EventInvalid, parse_event, parse_utc
@@ -36,19 +35,6 @@ class _RefusedError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _RefusedError("a JSON object has a duplicate member name")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(_: str) -> Any:
-    raise _RefusedError("NaN or Infinity is not JSON")
 
 
 def quarantine(
@@ -74,7 +60,9 @@ def _entry(payload: bytes, stream_seq: int | None, subject: str, msg_id: str | N
     if len(payload) > MAX_EVENT_BYTES:
         raise _RefusedError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
     try:
-        obj = json.loads(payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        obj, fits = loads_checked(payload)
+    except JsonRefusedError as refused:
+        raise _RefusedError(str(refused)) from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise _RefusedError("the payload is not UTF-8 JSON") from None
     if not isinstance(obj, dict):
@@ -91,8 +79,8 @@ def _entry(payload: bytes, stream_seq: int | None, subject: str, msg_id: str | N
     if missing:
         raise _RefusedError(f"PCI DSS 10.2.2 details missing: {', '.join(missing)}")
     try:
-        canonical = rfc8785.dumps(obj)
-    except (rfc8785.CanonicalizationError, ValueError) as exc:
+        canonical = canonical_json(obj, fits=fits)
+    except ValueError as exc:  # rfc8785's CanonicalizationError is a ValueError
         raise _RefusedError(f"the event has no RFC 8785 form: {type(exc).__name__}") from None
     return NewEntry(
         event_id=uuid.UUID(event.id),

@@ -11,6 +11,7 @@ are the table ``RULES`` below; docs/ledger.md prints the same table for auditors
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -117,7 +118,12 @@ def requirements(event: Event) -> tuple[str, ...]:
     for rule in RULES:
         if rule.event_type in (event_type, "*") and rule.test(event):
             found.update(rule.requirements)
-    return tuple(sorted(found, key=lambda r: tuple(int(p) if p.isdigit() else 0 for p in r.split("."))))
+    return tuple(sorted(found, key=_numeric_order))
+
+
+@functools.lru_cache(maxsize=512)
+def _numeric_order(requirement: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in requirement.split("."))
 
 
 def missing_10_2_2(event: Event) -> list[str]:

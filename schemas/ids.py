@@ -111,7 +111,8 @@ def parse_utc(value: str) -> datetime:
     if not isinstance(value, str) or _TIME_RE.match(value) is None:
         raise ValueError("not of the form YYYY-MM-DDTHH:MM:SS.ffffffZ")
     try:
-        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+        # the pattern above fixed the form; fromisoformat (C, ~15x strptime) checks the calendar
+        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
     except ValueError:
         pass
     raise ValueError("not a calendar date and time")
