@@ -10,6 +10,8 @@ Tables (``SCHEMA_SQL``; docs/ledger.md explains them for DBAs and auditors):
   any past size read at most ~2·log2(n) rows and never rehash the leaves.
 - ``ledger_quarantine``: messages refused as events (``evidence.entries``), with the reason, the payload's
   SHA-256 and the payload with its digit runs masked; never silently dropped.
+- ``ledger_stream_state``: per stream, the sequence number through which every message is accounted for
+  (an entry, a quarantine record, or an ``audit.gap``); it moves in the same transaction as the entries.
 - ``ledger_checkpoints``: signed checkpoints (C2SP signed notes) by tree size.
 
 One writer at a time: :meth:`LedgerStore.append` runs in one transaction that first takes a transaction
@@ -78,6 +80,13 @@ CREATE TABLE IF NOT EXISTS ledger_quarantine (
     size            integer     NOT NULL,
     payload_masked  bytea       NOT NULL,
     received_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_quarantine_seq ON ledger_quarantine (stream_seq)
+    WHERE stream_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ledger_stream_state (
+    stream       text        PRIMARY KEY,
+    through_seq  bigint      NOT NULL CHECK (through_seq >= 0),
+    updated_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
     size        bigint      PRIMARY KEY CHECK (size >= 0),
@@ -305,15 +314,33 @@ class LedgerStore:
             return Appended(size, len(fresh), size + len(fresh))
 
     async def add_quarantined(self, refused: Sequence[Quarantined]) -> None:
-        """Keep refused messages (in the caller's transaction, if any)."""
+        """Keep refused messages (in the caller's transaction, if any); a redelivered one is kept once."""
         await self.conn.executemany(
             "INSERT INTO ledger_quarantine"
             " (stream_seq, subject, msg_id, reason, sha256, size, payload_masked)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (stream_seq) WHERE stream_seq IS NOT NULL DO NOTHING",
             [
                 (q.stream_seq, q.subject, q.msg_id, q.reason, q.sha256, q.size, q.payload_masked)
                 for q in refused
             ],
+        )
+
+    async def stream_position(self, stream: str) -> int:
+        """The sequence through which ``stream`` is accounted for (0: nothing yet)."""
+        value = await self.conn.fetchval(
+            "SELECT through_seq FROM ledger_stream_state WHERE stream = $1", stream
+        )
+        return int(value or 0)
+
+    async def advance_stream(self, stream: str, through_seq: int) -> None:
+        """Move the position forward (never back), in the caller's transaction."""
+        await self.conn.execute(
+            "INSERT INTO ledger_stream_state (stream, through_seq) VALUES ($1, $2)"
+            " ON CONFLICT (stream) DO UPDATE SET through_seq ="
+            " greatest(ledger_stream_state.through_seq, excluded.through_seq), updated_at = now()",
+            stream,
+            through_seq,
         )
 
     async def _completed_nodes(self, size: int, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:

@@ -1,0 +1,401 @@
+"""``pcigate evidence``: folds the audit stream into the ledger and signs checkpoints of it.
+
+One loop, so that order is simple to reason about: fetch a batch from the durable pull consumer, turn each
+message into an entry or a quarantine record, account for every stream sequence number up to the batch's
+highest (a hole is read straight from the stream, or recorded as ``audit.gap`` when the stream no longer
+has it), commit all of it in one transaction, and only then acknowledge. A crash anywhere before the
+commit loses nothing (the messages are redelivered); a crash after it duplicates nothing (event ids are
+unique and the stream position moved in the same transaction). While the database is unreachable the
+batch is held, its acknowledgement deadline extended, and the commit retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import asyncpg
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from evidence.checkpoint import NoteSigner
+from evidence.entries import SUBJECT_PREFIX, to_entry
+from evidence.own_events import STREAM, OwnEvent, Recorder
+from evidence.store import LedgerStore, NewEntry, Quarantined, StoredCheckpoint
+
+__all__ = ["CHECKPOINT_SUBJECT", "EvidenceService", "ServiceSettings"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("pcigate.evidence")
+
+CHECKPOINT_SUBJECT: Final = "pcigate.checkpoints"
+_FILTER: Final = SUBJECT_PREFIX + ">"
+# Errors after which the database connection is replaced and the batch retried: the connection or the
+# server went away (57xxx: terminated, shutting down, starting), the transaction lost a race (40xxx), or
+# the server ran short (53xxx: disk full, out of memory). Anything else is a bug or a damaged ledger and
+# stops the service, which records ledger.stopped with reason "error".
+_DB_ERRORS: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    origin: str
+    checkpoint_every: int = 1000
+    checkpoint_interval: float = 10.0
+    batch: int = 1000
+    max_ack_pending: int = 4000  # bounds what is in flight towards us, so a backlog cannot swamp memory
+    ack_wait: float = 30.0
+    durable: str = "evidence"
+    application_name: str = "pcigate-evidence"  # how DBAs see the writer in pg_stat_activity
+    software_version: str = "0"
+    retry_min: float = 0.2
+    retry_max: float = 10.0
+
+
+@dataclass
+class _Batch:
+    acks: list[Msg] = field(default_factory=list)
+    entries: list[NewEntry] = field(default_factory=list)
+    refused: list[Quarantined] = field(default_factory=list)
+    own: list[OwnEvent] = field(default_factory=list)
+    through: int = 0
+
+
+class EvidenceService:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        dsn: str,
+        signer: NoteSigner,
+        recorder: Recorder,
+        nats_servers: list[str],
+        nats_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._dsn = dsn
+        self._signer = signer
+        self._recorder = recorder
+        self._servers = nats_servers
+        self._nats_options = nats_options or {}
+        self._conn: asyncpg.Connection | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self.through = 0  # stream position committed
+        self._last_checkpoint: StoredCheckpoint | None = None
+        self._last_checkpoint_at = time.monotonic()
+        self._unpublished: list[OwnEvent] = []
+        self._unpublished_note: StoredCheckpoint | None = None
+        self.size = 0  # tree size after our last commit
+        self.committed = 0  # entries appended by this process (for tests and the benchmark)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None) -> None:
+        """Consume until ``stop`` is set; records ledger.started first and ledger.stopped last."""
+        await self._with_db(self._open_ledger)
+        await self._connect_nats()
+        started = await self._with_db(self._record_start)
+        if on_ready is not None:
+            on_ready(started)
+        reason, message = "shutdown", None
+        try:
+            while not stop.is_set():
+                msgs = await self._fetch(stop)
+                if msgs:
+                    await self._fold(msgs)
+                await self._maybe_checkpoint()
+                await self._publish_pending()
+        except Exception as exc:
+            reason, message = "error", f"{type(exc).__name__}"
+            log.exception("evidence service failed")
+            raise
+        finally:
+            await self._shutdown(reason, message)
+
+    async def _shutdown(self, reason: str, message: str | None) -> None:
+        clean = reason == "shutdown"
+        try:
+            async with asyncio.timeout(15):
+                await self._with_db(lambda: self._record_stop(reason, clean, message), attempts=3)
+                await self._maybe_checkpoint(force=True)
+                await self._publish_pending()
+        except Exception as exc:  # the stop is best effort; the next start finds the state in the ledger
+            log.error("could not record ledger.stopped: %s", exc)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), 5)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.close(), 5)
+
+    # ------------------------------------------------------------------------------------- database
+
+    async def _db(self) -> LedgerStore:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=10, server_settings={"application_name": self.settings.application_name}
+            )
+        return LedgerStore(self._conn)
+
+    async def _with_db(
+        self, work: Callable[[], Awaitable[T]], attempts: int | None = None, keepalive: Sequence[Msg] = ()
+    ) -> T:
+        """Run ``work`` until it succeeds, replacing the connection and backing off on database errors."""
+        delay = self.settings.retry_min
+        tried = 0
+        last_touch = time.monotonic()
+        while True:
+            try:
+                return await work()
+            except _DB_ERRORS as exc:
+                tried += 1
+                if attempts is not None and tried >= attempts:
+                    raise
+                log.warning("ledger database unavailable (%s); retrying in %.1fs", exc, delay)
+                if self._conn is not None:
+                    self._conn.terminate()
+                    self._conn = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+                if keepalive and time.monotonic() - last_touch > self.settings.ack_wait / 3:
+                    last_touch = time.monotonic()
+                    for msg in keepalive:  # still working on them: no redelivery yet
+                        with contextlib.suppress(Exception):
+                            await msg.in_progress()
+
+    async def _open_ledger(self) -> None:
+        store = await self._db()
+        await store.create_schema()
+        self.through = await store.stream_position(STREAM)
+        self.size = await store.size()
+        self._last_checkpoint = await store.latest_checkpoint()
+
+    async def _record_start(self) -> str:
+        store = await self._db()
+        size = await store.size()
+        own = self._recorder.started(
+            initialized=size == 0,
+            tree_size=size,
+            root=await store.root(size),
+            signing_key_id=self._signer.verifier.key_id,
+            consumer=self.settings.durable,
+            resume_after_sequence=self.through,
+            software_version=self.settings.software_version,
+        )
+        await self._commit(_Batch(own=[own], through=self.through))
+        return (
+            f"ledger {self.settings.origin}: {size} entries, stream {STREAM} through sequence {self.through}"
+        )
+
+    async def _record_stop(self, reason: str, clean: bool, message: str | None) -> None:
+        store = await self._db()
+        size = await store.size()
+        own = self._recorder.stopped(
+            reason=reason,  # type: ignore[arg-type]
+            clean=clean,
+            tree_size=size,
+            root=await store.root(size),
+            last_sequence=self.through,
+            message=message,
+        )
+        await self._commit(_Batch(own=[own], through=self.through))
+
+    async def _commit(self, batch: _Batch) -> None:
+        store = await self._db()
+        assert self._conn is not None
+        async with self._conn.transaction():
+            done = await store.append([*batch.entries, *(o.entry for o in batch.own)])
+            if batch.refused:
+                await store.add_quarantined(batch.refused)
+            if batch.through > self.through:
+                await store.advance_stream(STREAM, batch.through)
+        self.through = max(self.through, batch.through)
+        self.size = done.size
+        self.committed += done.added
+        self._unpublished.extend(batch.own)
+
+    # ----------------------------------------------------------------------------------------- NATS
+
+    async def _connect_nats(self) -> None:
+        async def quiet(exc: Exception) -> None:
+            log.debug("NATS: %s", exc)
+
+        self._nc = await nats.connect(
+            self._servers,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=quiet,
+            **self._nats_options,
+        )
+        self._js = self._nc.jetstream()
+        s = self.settings
+        self._sub = await self._js.pull_subscribe(
+            _FILTER,
+            durable=s.durable,
+            stream=STREAM,
+            config=ConsumerConfig(
+                durable_name=s.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=s.ack_wait,
+                max_ack_pending=s.max_ack_pending,
+                max_deliver=-1,  # never give up on a message: a dropped one would be a hole
+                filter_subject=_FILTER,
+            ),
+        )
+
+    async def _fetch(self, stop: asyncio.Event) -> list[Msg]:
+        assert self._sub is not None
+        wait = min(1.0, self.settings.checkpoint_interval / 2)
+        try:
+            return await self._sub.fetch(self.settings.batch, timeout=wait)
+        except TimeoutError:
+            return []
+        except nats.errors.Error as exc:  # disconnected, slow consumer...: nats-py reconnects by itself
+            log.warning("fetch from %s failed (%s); retrying", STREAM, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.retry_min)
+            return []
+
+    async def _first_seq(self) -> int:
+        assert self._js is not None
+        info = await self._js.stream_info(STREAM)
+        return int(info.state.first_seq)
+
+    # ----------------------------------------------------------------------------------------- fold
+
+    async def _fold(self, msgs: list[Msg]) -> None:
+        batch = _Batch(acks=msgs, through=self.through)
+        fresh: dict[int, tuple[str, bytes, str | None]] = {}
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq > self.through:
+                fresh[seq] = (msg.subject, msg.data, (msg.headers or {}).get("Nats-Msg-Id"))
+        if fresh:
+            top = max(fresh)
+            await self._fill_holes(fresh, top, batch)
+            for seq in sorted(fresh):
+                subject, data, msg_id = fresh[seq]
+                item = to_entry(data, stream_seq=seq, subject=subject, msg_id=msg_id)
+                if isinstance(item, NewEntry):
+                    batch.entries.append(item)
+                else:
+                    batch.refused.append(item)
+                    batch.own.append(
+                        self._recorder.gap(
+                            first_missing=seq, last_missing=seq, cause="invalid_event", subject=_safe(subject)
+                        )
+                    )
+            batch.through = top
+        await self._with_db(lambda: self._commit(batch), keepalive=msgs)
+        for msg in msgs:  # only now: everything they carried is committed
+            with contextlib.suppress(Exception):
+                await msg.ack()
+
+    async def _fill_holes(
+        self, fresh: dict[int, tuple[str, bytes, str | None]], top: int, batch: _Batch
+    ) -> None:
+        """Account for every sequence in (through, top] the batch lacks: read it, or record it gone."""
+        missing = [s for s in range(self.through + 1, top) if s not in fresh]
+        if not missing:
+            return
+        assert self._js is not None
+        first = await self._first_seq()
+        gone: list[int] = [s for s in missing if s < first]  # aged out or removed before we read them
+        cause_of: dict[int, str] = dict.fromkeys(gone, "stream_limit")
+        for seq in (s for s in missing if s >= first):
+            try:
+                raw = await self._js.get_msg(STREAM, seq)
+            except NotFoundError:
+                cause_of[seq] = "unknown"
+                continue
+            fresh[seq] = (raw.subject or "", raw.data or b"", (raw.headers or {}).get("Nats-Msg-Id"))
+        for lo, hi, cause in _ranges(sorted(cause_of), cause_of):
+            log.error("audit gap: stream %s sequences %d-%d are missing (%s)", STREAM, lo, hi, cause)
+            batch.own.append(self._recorder.gap(first_missing=lo, last_missing=hi, cause=cause))  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------------------------- checkpoints
+
+    async def _maybe_checkpoint(self, *, force: bool = False) -> None:
+        """Sign when ``checkpoint_every`` entries or ``checkpoint_interval`` passed since the last one."""
+        s = self.settings
+        last = self._last_checkpoint
+        signed = last.size if last is not None else -1
+        if self.size == signed:
+            self._last_checkpoint_at = time.monotonic()
+            return
+        elapsed = time.monotonic() - self._last_checkpoint_at >= s.checkpoint_interval
+        if not (force or elapsed or self.size - max(signed, 0) >= s.checkpoint_every):
+            return
+
+        async def sign() -> StoredCheckpoint:
+            store = await self._db()
+            return await store.checkpoint(self._signer, s.origin)
+
+        cp = await self._with_db(sign, attempts=None if force else 3)
+        self._last_checkpoint_at = time.monotonic()
+        self._last_checkpoint = self._unpublished_note = cp
+        self.size = max(self.size, cp.size)
+        log.info("checkpoint %d signed", cp.size)
+
+    # ---------------------------------------------------------------------------------- publishing
+
+    async def _publish_pending(self) -> None:
+        """Best effort: the ledger already holds these; the stream copies are for SIEMs and followers."""
+        if self._js is None or (not self._unpublished and self._unpublished_note is None):
+            return
+        try:
+            while self._unpublished:
+                own = self._unpublished[0]
+                await self._js.publish(
+                    own.subject, own.payload, headers={"Nats-Msg-Id": own.event_id}, timeout=2
+                )
+                self._unpublished.pop(0)
+            note = self._unpublished_note
+            if note is not None:
+                await self._js.publish(
+                    CHECKPOINT_SUBJECT,
+                    note.note.encode(),
+                    headers={"Nats-Msg-Id": f"{self.settings.origin}/{note.size}/{note.root.hex()[:16]}"},
+                    timeout=2,
+                )
+                self._unpublished_note = None
+        except Exception as exc:
+            log.warning("publishing to NATS failed (%s); will retry", exc)
+
+
+def _safe(subject: str) -> str | None:
+    """A subject for an event's ``subject`` field: bounded, or none (it came from outside)."""
+    return subject[:256] if subject and subject.isprintable() else None
+
+
+def _ranges(seqs: list[int], cause_of: dict[int, str]) -> list[tuple[int, int, str]]:
+    """Consecutive sequence numbers with one cause, as (first, last, cause)."""
+    out: list[tuple[int, int, str]] = []
+    for seq in seqs:
+        if out and out[-1][1] == seq - 1 and out[-1][2] == cause_of[seq]:
+            out[-1] = (out[-1][0], seq, out[-1][2])
+        else:
+            out.append((seq, seq, cause_of[seq]))
+    return out
