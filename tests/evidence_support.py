@@ -50,7 +50,7 @@ async def private_schema(ledger_dsn: str) -> AsyncIterator[str]:
 
 def event(event_type: str = "command.executed", **changes: Any) -> dict[str, Any]:
     """A contract-valid event of ``event_type`` with a fresh id and time."""
-    obj = json.loads(json.dumps(examples()[event_type]))
+    obj: dict[str, Any] = json.loads(json.dumps(examples()[event_type]))
     obj["id"] = new_event_id()
     obj["time"] = utc_now()
     obj.update(changes)

@@ -126,7 +126,7 @@ async def weak_rig(tmp_path: Path, dev_stack: dict[str, Any]) -> AsyncIterator[R
 
 async def _consumer_idle(js: JetStreamContext) -> bool:
     info = await js.consumer_info("PCIGATE_AUDIT", "evidence")
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def test_events_become_entries_once_and_bad_messages_are_quarantined_with_a_gap_event(rig: Rig) -> None:
