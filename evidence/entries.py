@@ -13,12 +13,11 @@ precisely because it carries a card number, and the ledger must not store clear 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from typing import Final
 
-from evidence.canonical import JsonRefusedError, canonical_json, loads_checked
+from evidence.canonical import JsonRefusedError, canonical_of_received, parse_received
 from evidence.pci import missing_10_2_2, requirements
 from evidence.store import NewEntry, Quarantined
 from schemas import EventInvalid, parse_event, parse_utc
@@ -60,15 +59,13 @@ def _entry(payload: bytes, stream_seq: int | None, subject: str, msg_id: str | N
     if len(payload) > MAX_EVENT_BYTES:
         raise _RefusedError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
     try:
-        obj, fits = loads_checked(payload)
+        obj = parse_received(payload)
     except JsonRefusedError as refused:
         raise _RefusedError(str(refused)) from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise _RefusedError("the payload is not UTF-8 JSON") from None
     if not isinstance(obj, dict):
         raise _RefusedError("the payload is not a JSON object")
     try:
-        event = parse_event(obj)
+        event = parse_event(payload)  # pydantic validates the text itself: cheaper than the decoded dict
     except EventInvalid as invalid:
         raise _RefusedError(f"invalid event: {invalid.reason}") from None
     if subject != SUBJECT_PREFIX + event.type:
@@ -78,10 +75,10 @@ def _entry(payload: bytes, stream_seq: int | None, subject: str, msg_id: str | N
     missing = missing_10_2_2(obj)
     if missing:
         raise _RefusedError(f"PCI DSS 10.2.2 details missing: {', '.join(missing)}")
-    try:
-        canonical = canonical_json(obj, fits=fits)
-    except ValueError as exc:  # rfc8785's CanonicalizationError is a ValueError
-        raise _RefusedError(f"the event has no RFC 8785 form: {type(exc).__name__}") from None
+    try:  # the contract's objects are closed and name their members in ASCII
+        canonical = canonical_of_received(obj, payload, ascii_names=True)
+    except (ValueError, RecursionError):  # rfc8785's errors are ValueErrors
+        raise _RefusedError("the event has no RFC 8785 form") from None
     return NewEntry(
         event_id=uuid.UUID(event.id),
         event_type=event.type,

@@ -14,7 +14,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from schemas import pci_requirements
 
@@ -27,24 +27,29 @@ ALWAYS: Final = ("10.2.2", "10.3.2", "10.3.3", "10.3.4")
 signed checkpoints, 10.3.2), held off the producing system (10.3.3) and change-detectable (10.3.4)."""
 
 
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with the common case (a dict) spared the ABC machinery."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _data(event: Event) -> Mapping[str, Any]:
     data = event.get("data")
-    return data if isinstance(data, Mapping) else {}
+    return data if _is_map(data) else {}
 
 
 def _outcome(event: Event) -> str:
     outcome = event.get("outcome")
-    return str(outcome.get("result")) if isinstance(outcome, Mapping) else ""
+    return str(outcome.get("result")) if _is_map(outcome) else ""
 
 
 def _kind(event: Event) -> str:
     statement = _data(event).get("statement")
-    return str(statement.get("kind")) if isinstance(statement, Mapping) else ""
+    return str(statement.get("kind")) if _is_map(statement) else ""
 
 
 def _actor(event: Event) -> Mapping[str, Any]:
     actor = event.get("actor")
-    return actor if isinstance(actor, Mapping) else {}
+    return actor if _is_map(actor) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "command.executed",
         "outcome code 42501 (insufficient privilege)",
-        lambda e: isinstance(e.get("outcome"), Mapping) and e["outcome"].get("code") == "42501",
+        lambda e: _is_map(e.get("outcome")) and e["outcome"].get("code") == "42501",
         ("10.2.1.4",),
     ),
     Rule(
@@ -109,16 +114,28 @@ def requirements(event: Event) -> tuple[str, ...]:
     """The requirement ids to store with ``event``: its own ``pci``, its type's defaults, ``RULES`` and
     ``ALWAYS``; sorted numerically, each once."""
     event_type = str(event.get("type", ""))
-    found: set[str] = set(ALWAYS)
+    found: set[str] = set(_base(event_type))
     own = event.get("pci")
     if isinstance(own, list):
         found.update(str(p) for p in own)
-    with contextlib.suppress(KeyError, FileNotFoundError):  # an unknown type is quarantined before this
-        found.update(pci_requirements(event_type))
-    for rule in RULES:
-        if rule.event_type in (event_type, "*") and rule.test(event):
+    for rule in _rules_for(event_type):
+        if rule.test(event):
             found.update(rule.requirements)
     return tuple(sorted(found, key=_numeric_order))
+
+
+@functools.lru_cache(maxsize=64)
+def _base(event_type: str) -> frozenset[str]:
+    """ALWAYS and the type's schema defaults (an unknown type is quarantined before this matters)."""
+    found = set(ALWAYS)
+    with contextlib.suppress(KeyError, FileNotFoundError):
+        found.update(pci_requirements(event_type))
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _rules_for(event_type: str) -> tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if rule.event_type in (event_type, "*"))
 
 
 @functools.lru_cache(maxsize=512)
@@ -139,10 +156,10 @@ def missing_10_2_2(event: Event) -> list[str]:
     if _outcome(event) not in ("success", "failure", "blocked", "pending"):
         missing.append("success or failure indication (outcome.result)")
     origin = event.get("origin")
-    if not (isinstance(origin, Mapping) and origin.get("addr")):
+    if not (_is_map(origin) and origin.get("addr")):
         missing.append("origination of event (origin.addr)")
     target = event.get("target")
-    if not (isinstance(target, Mapping) and (target.get("host") or target.get("object"))):
+    if not (_is_map(target) and (target.get("host") or target.get("object"))):
         missing.append("identity of affected data or component (target)")
     return missing
 

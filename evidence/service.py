@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 from evidence.checkpoint import NoteSigner
 from evidence.entries import SUBJECT_PREFIX, to_entry
 from evidence.own_events import STREAM, OwnEvent, Recorder
+from evidence.pull import Puller, stream_sequence
 from evidence.store import LedgerStore, NewEntry, Quarantined, StoredCheckpoint
 
 __all__ = ["CHECKPOINT_SUBJECT", "EvidenceService", "ServiceSettings"]
@@ -100,8 +101,9 @@ class EvidenceService:
         self._conn: asyncpg.Connection | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: Puller | None = None
         self.through = 0  # stream position committed
+        self._prepared = 0  # stream position of the last batch prepared (>= through)
         self._last_checkpoint: StoredCheckpoint | None = None
         self._last_checkpoint_at = time.monotonic()
         self._unpublished: list[OwnEvent] = []
@@ -119,16 +121,32 @@ class EvidenceService:
         if on_ready is not None:
             on_ready(started)
         reason, message = "shutdown", None
+        # Batch k+1 is fetched and turned into entries while batch k commits: the database round trips
+        # and the CPU work overlap. Commits (and so acks) stay in batch order.
+        committing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 msgs = await self._fetch(stop)
                 if msgs:
-                    await self._fold(msgs)
-                await self._maybe_checkpoint()
-                await self._publish_pending()
+                    batch = await self._prepare(msgs)
+                    if committing is not None:
+                        await committing
+                    committing = asyncio.get_running_loop().create_task(self._commit_and_ack(batch))
+                else:
+                    if committing is not None:
+                        await committing
+                        committing = None
+                    await self._maybe_checkpoint()  # the interval runs out while the stream is quiet
+                    await self._publish_pending()
+            if committing is not None:
+                await committing
         except Exception as exc:
             reason, message = "error", f"{type(exc).__name__}"
             log.exception("evidence service failed")
+            if committing is not None and not committing.done():
+                committing.cancel()
+                with contextlib.suppress(BaseException):
+                    await committing
             raise
         finally:
             await self._shutdown(reason, message)
@@ -187,7 +205,7 @@ class EvidenceService:
     async def _open_ledger(self) -> None:
         store = await self._db()
         await store.create_schema()
-        self.through = await store.stream_position(STREAM)
+        self.through = self._prepared = await store.stream_position(STREAM)
         self.size = await store.size()
         self._last_checkpoint = await store.latest_checkpoint()
 
@@ -250,11 +268,9 @@ class EvidenceService:
         )
         self._js = self._nc.jetstream()
         s = self.settings
-        self._sub = await self._js.pull_subscribe(
-            _FILTER,
-            durable=s.durable,
-            stream=STREAM,
-            config=ConsumerConfig(
+        await self._js.add_consumer(
+            STREAM,
+            ConsumerConfig(
                 durable_name=s.durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
@@ -264,14 +280,14 @@ class EvidenceService:
                 filter_subject=_FILTER,
             ),
         )
+        self._puller = Puller(self._nc, STREAM, s.durable)
+        await self._puller.start()
 
     async def _fetch(self, stop: asyncio.Event) -> list[Msg]:
-        assert self._sub is not None
+        assert self._puller is not None
         wait = min(1.0, self.settings.checkpoint_interval / 2)
         try:
-            return await self._sub.fetch(self.settings.batch, timeout=wait)
-        except TimeoutError:
-            return []
+            return (await self._puller.pull(self.settings.batch, wait)).msgs
         except nats.errors.Error as exc:  # disconnected, slow consumer...: nats-py reconnects by itself
             log.warning("fetch from %s failed (%s); retrying", STREAM, exc)
             with contextlib.suppress(TimeoutError):
@@ -285,16 +301,20 @@ class EvidenceService:
 
     # ----------------------------------------------------------------------------------------- fold
 
-    async def _fold(self, msgs: list[Msg]) -> None:
-        batch = _Batch(acks=msgs, through=self.through)
+    async def _prepare(self, msgs: list[Msg]) -> _Batch:
+        """Entries, quarantine records and gap events for every sequence after the last prepared batch."""
+        after = self._prepared
+        batch = _Batch(acks=msgs, through=after)
         fresh: dict[int, tuple[str, bytes, str | None]] = {}
         for msg in msgs:
-            seq = msg.metadata.sequence.stream
-            if seq > self.through:
+            seq = stream_sequence(msg.reply)
+            if seq is None:
+                seq = msg.metadata.sequence.stream  # an ack subject form we do not know: ask nats-py
+            if seq > after:
                 fresh[seq] = (msg.subject, msg.data, (msg.headers or {}).get("Nats-Msg-Id"))
         if fresh:
             top = max(fresh)
-            await self._fill_holes(fresh, top, batch)
+            await self._fill_holes(fresh, after, top, batch)
             for seq in sorted(fresh):
                 subject, data, msg_id = fresh[seq]
                 item = to_entry(data, stream_seq=seq, subject=subject, msg_id=msg_id)
@@ -307,17 +327,23 @@ class EvidenceService:
                             first_missing=seq, last_missing=seq, cause="invalid_event", subject=_safe(subject)
                         )
                     )
-            batch.through = top
-        await self._with_db(lambda: self._commit(batch), keepalive=msgs)
-        for msg in msgs:  # only now: everything they carried is committed
+            batch.through = self._prepared = top
+        return batch
+
+    async def _commit_and_ack(self, batch: _Batch) -> None:
+        """Commit, then acknowledge, then sign if due: one at a time on the one connection."""
+        await self._with_db(lambda: self._commit(batch), keepalive=batch.acks)
+        for msg in batch.acks:  # only now: everything they carried is committed
             with contextlib.suppress(Exception):
                 await msg.ack()
+        await self._maybe_checkpoint()
+        await self._publish_pending()
 
     async def _fill_holes(
-        self, fresh: dict[int, tuple[str, bytes, str | None]], top: int, batch: _Batch
+        self, fresh: dict[int, tuple[str, bytes, str | None]], after: int, top: int, batch: _Batch
     ) -> None:
-        """Account for every sequence in (through, top] the batch lacks: read it, or record it gone."""
-        missing = [s for s in range(self.through + 1, top) if s not in fresh]
+        """Account for every sequence in (after, top] the batch lacks: read it, or record it gone."""
+        missing = [s for s in range(after + 1, top) if s not in fresh]
         if not missing:
             return
         assert self._js is not None
