@@ -114,8 +114,10 @@ async def run_service(url: str, dsn: str, n: int) -> dict[str, float]:
     conn = await asyncpg.connect(dsn)
     t0, c0, m0 = time.perf_counter(), cpu(), machine_busy()
     task = asyncio.get_running_loop().create_task(service.run(stop))
-    committed_at = covered_at = None
-    while covered_at is None:
+    committed_at: float | None = None
+    covered_at: float | None = None
+    c1, m1 = c0, m0
+    while covered_at is None or committed_at is None:
         await asyncio.sleep(0.05)
         if task.done():
             task.result()
