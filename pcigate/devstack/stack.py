@@ -242,6 +242,8 @@ def up(layout: Layout) -> UpResult:
         log.extend(f"nats init   {line}" for line in report.lines())
         state["gateway"] = _up_gateway(layout, prev_gw, listen, config.digest(), log)
         write_json(layout.state_file, state)
+        state["evidence"] = _up_evidence(layout, prev.get("evidence", {}), config.digest(), log)
+        write_json(layout.state_file, state)
     return UpResult(log, status(layout))
 
 
@@ -252,9 +254,10 @@ def _gateway_alive(st: dict[str, Any]) -> bool:
     return bool(st) and procs.is_ours(st.get("pid"), st.get("marker", ""))
 
 
-def _code_stamp() -> str:
-    """Changes whenever the installed gateway code does, so `dev up` restarts a gateway running old code."""
-    spec = importlib.util.find_spec("gateway")
+def _code_stamp(package: str = "gateway") -> str:
+    """Changes whenever the installed code of ``package`` does, so `dev up` restarts a service running old
+    code."""
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         return ""
     root = Path(spec.origin).parent
@@ -295,6 +298,49 @@ def _up_gateway(
     raise DevStackError(f"the gateway did not start listening on {listen}; its log says:\n{tail}")
 
 
+# ----------------------------------------------------------------------------------------------- evidence
+
+_EVIDENCE_READY = "evidence    ledger "  # the line `pcigate evidence` prints once it consumes
+
+
+def _evidence_marker(layout: Layout) -> str:
+    return f"pcigate evidence --config {layout.config_file}"
+
+
+def _evidence_alive(layout: Layout, st: dict[str, Any]) -> bool:
+    return bool(st) and procs.is_ours(st.get("pid"), _evidence_marker(layout))
+
+
+def _up_evidence(layout: Layout, prev: dict[str, Any], config_digest: str, log: list[str]) -> dict[str, Any]:
+    """Run ``pcigate evidence`` in the background (restarted when its config or code changed)."""
+    marker = _evidence_marker(layout)
+    stamp = _code_stamp("evidence")
+    if _evidence_alive(layout, prev):
+        if prev.get("config_digest") == config_digest and prev.get("code") == stamp:
+            log.append(f"evidence    consuming PCIGATE_AUDIT (already running, pid {prev['pid']})")
+            return prev
+        procs.terminate(prev["pid"], marker, timeout=30.0)
+    logfile = layout.logs / "evidence.log"
+    start = logfile.stat().st_size if logfile.exists() else 0
+    argv = [sys.executable, "-m", "pcigate", "evidence", "--config", str(layout.config_file)]
+    pid = procs.spawn(argv, logfile, cwd=layout.root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not procs.is_ours(pid, marker):
+            break
+        with open(logfile, "rb") as f:
+            f.seek(start)
+            if _EVIDENCE_READY.encode() in f.read():
+                log.append(
+                    f"evidence    consuming PCIGATE_AUDIT into the ledger (started pid {pid}, log {logfile})"
+                )
+                return {"pid": pid, "config_digest": config_digest, "code": stamp}
+        time.sleep(0.1)
+    procs.terminate(pid, marker)
+    tail = "".join(logfile.read_text(errors="replace").splitlines(keepends=True)[-15:])
+    raise DevStackError(f"the evidence service did not start; its log says:\n{tail}")
+
+
 def _alive(kind: str, st: dict[str, Any]) -> bool:
     if not st:
         return False
@@ -312,10 +358,12 @@ def status(layout: Layout) -> dict[str, Any]:
     """Live endpoints; ``running`` is true only when every part answers."""
     state = load_state(layout)
     pg, nt, gw = state.get("postgres", {}), state.get("nats", {}), state.get("gateway", {})
+    ev = state.get("evidence", {})
     services = {
         "postgres": {"managed": bool(pg.get("managed")), "alive": _alive("postgres", pg)},
         "nats": {"managed": bool(nt.get("managed")), "alive": _alive("nats", nt), "pid": nt.get("pid")},
         "gateway": {"managed": True, "alive": _gateway_alive(gw), "pid": gw.get("pid")},
+        "evidence": {"managed": True, "alive": _evidence_alive(layout, ev), "pid": ev.get("pid")},
     }
     if pg.get("managed") and services["postgres"]["alive"]:
         services["postgres"]["pid"] = _cluster_from(pg).pid()
@@ -369,6 +417,14 @@ def down(layout: Layout, purge: bool = False) -> list[str]:
             stopped = procs.terminate(gw.get("pid", 0), gw.get("marker", ""), timeout=45.0)
             verb = "stopped" if stopped else "could not be stopped"
             log.append(f"gateway     {verb} (pid {gw.get('pid')})")
+        ev = state.get("evidence", {})
+        if ev:
+            # After the gateway (its last events get into the ledger), before NATS and PostgreSQL: it
+            # records ledger.stopped and signs a final checkpoint on the way out.
+            stopped = procs.terminate(ev.get("pid", 0), _evidence_marker(layout), timeout=30.0)
+            log.append(
+                f"evidence    {'stopped' if stopped else 'could not be stopped'} (pid {ev.get('pid')})"
+            )
         if nt.get("managed"):
             stopped = procs.terminate(nt.get("pid", 0), nt.get("marker", ""))
             log.append(
