@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evidence import merkle
+from evidence import verify as verify_module
 from evidence.checkpoint import Checkpoint, NoteSigner
 from evidence.entries import to_entry
 from evidence.store import LedgerStore, NewEntry
@@ -258,6 +259,23 @@ async def test_the_library_entry_point_reports_the_same(ledger: Copy) -> None:
     report = await verify_ledger(ledger.conn, [src.signer_a.verifier, src.signer_b.verifier], origin=ORIGIN)
     assert report.ok and report.entries == SIZE and report.checkpoints == 3
     assert report.root == merkle.MemoryTree(src.leaves).root()
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 299, 300, 301])
+async def test_batch_boundaries_do_not_matter(
+    ledger: Copy, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints, nodes and damage straddling batches (and interleaved cursor reads) change nothing."""
+    monkeypatch.setattr(verify_module, "_CHECKPOINT_BATCH", 1)
+    src = ledger.source
+    trusted = [src.signer_a.verifier, src.signer_b.verifier]
+    report = await verify_ledger(ledger.conn, trusted, batch=batch)
+    assert report.ok and (report.entries, report.checkpoints) == (SIZE, 3)
+    assert report.root == merkle.MemoryTree(src.leaves).root()
+    await _swap(ledger.conn, 99, 100)
+    report = await verify_ledger(ledger.conn, trusted, batch=batch)
+    assert report.damage is not None
+    assert (report.damage.index, report.damage.kind) == (99, "reordered")
 
 
 async def _digest(conn: asyncpg.Connection) -> list[str]:
