@@ -118,6 +118,7 @@ class EvidenceService:
         await self._with_db(self._open_ledger)
         await self._connect_nats()
         started = await self._with_db(self._record_start)
+        await self._catch_up()
         if on_ready is not None:
             on_ready(started)
         reason, message = "shutdown", None
@@ -301,8 +302,9 @@ class EvidenceService:
 
     # ----------------------------------------------------------------------------------------- fold
 
-    async def _prepare(self, msgs: list[Msg]) -> _Batch:
-        """Entries, quarantine records and gap events for every sequence after the last prepared batch."""
+    async def _prepare(self, msgs: list[Msg], through_at_least: int = 0) -> _Batch:
+        """Entries, quarantine records and gap events for every sequence after the last prepared batch,
+        up to the highest delivered one (or ``through_at_least``)."""
         after = self._prepared
         batch = _Batch(acks=msgs, through=after)
         fresh: dict[int, tuple[str, bytes, str | None]] = {}
@@ -312,8 +314,8 @@ class EvidenceService:
                 seq = msg.metadata.sequence.stream  # an ack subject form we do not know: ask nats-py
             if seq > after:
                 fresh[seq] = (msg.subject, msg.data, (msg.headers or {}).get("Nats-Msg-Id"))
-        if fresh:
-            top = max(fresh)
+        top = max([*fresh, through_at_least])
+        if top > after:
             await self._fill_holes(fresh, after, top, batch)
             for seq in sorted(fresh):
                 subject, data, msg_id = fresh[seq]
@@ -330,6 +332,27 @@ class EvidenceService:
             batch.through = self._prepared = top
         return batch
 
+    async def _catch_up(self) -> None:
+        """Read from the stream what the consumer has acknowledged but the ledger lacks.
+
+        With acks after commits that never happens, unless the ledger database was restored from an
+        older backup or replaced: the stream, not the consumer's state, then says what is missing.
+        """
+        assert self._js is not None
+        info = await self._js.consumer_info(STREAM, self.settings.durable)
+        floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        if floor <= self._prepared:
+            return
+        log.warning(
+            "the ledger is behind the consumer (through %d, acknowledged %d): reading the rest from %s",
+            self._prepared,
+            floor,
+            STREAM,
+        )
+        while self._prepared < floor:
+            batch = await self._prepare([], through_at_least=min(floor, self._prepared + self.settings.batch))
+            await self._commit_and_ack(batch)
+
     async def _commit_and_ack(self, batch: _Batch) -> None:
         """Commit, then acknowledge, then sign if due: one at a time on the one connection."""
         await self._with_db(lambda: self._commit(batch), keepalive=batch.acks)
@@ -343,7 +366,7 @@ class EvidenceService:
         self, fresh: dict[int, tuple[str, bytes, str | None]], after: int, top: int, batch: _Batch
     ) -> None:
         """Account for every sequence in (after, top] the batch lacks: read it, or record it gone."""
-        missing = [s for s in range(after + 1, top) if s not in fresh]
+        missing = [s for s in range(after + 1, top + 1) if s not in fresh]
         if not missing:
             return
         assert self._js is not None
