@@ -35,6 +35,7 @@ import asyncpg
 import nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from evidence import verify
 from evidence.checkpoint import NoteSigner
 from evidence.entries import to_entry
 from evidence.own_events import Recorder, ServiceActor
@@ -165,8 +166,6 @@ async def fill(dsn: str, size: int) -> float:
 
 
 async def time_verify(dsn: str) -> dict[str, Any]:
-    from evidence import verify
-
     conn = await asyncpg.connect(dsn)
     try:
         t0 = time.perf_counter()
@@ -196,11 +195,11 @@ async def time_proofs(dsn: str, samples: int = 500) -> dict[str, float]:
     return {"tree_size": size, "inclusion_ms": per * 1e3, "consistency_ms": cons * 1e3}
 
 
-async def main(args: argparse.Namespace) -> int:
+async def main(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     status = stack.status(Layout.default(args.home))
     if not status.get("running"):
         print("bench: the dev stack is not running (pcigate dev up, or --home)", file=sys.stderr)
-        return 2
+        return 2, {}
     ledger_dsn = status["ledger_dsn"]
     admin = await asyncpg.connect(ledger_dsn)
     schemas: list[str] = []
@@ -247,13 +246,11 @@ async def main(args: argparse.Namespace) -> int:
     if big:
         scaled = big["seconds"] * 1_000_000 / max(1, big["entries"] or 1)
         print(f"floor: verify 1M <= 60 s: {'MET' if scaled <= 60 else 'NOT MET'} ({scaled:.1f} s per 1M)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
     if not args.keep:
         for schema in schemas:
             await admin.execute(f"DROP SCHEMA {schema} CASCADE")
     await admin.close()
-    return 0
+    return 0, results
 
 
 if __name__ == "__main__":
@@ -267,4 +264,7 @@ if __name__ == "__main__":
     parser.add_argument("--keep", action="store_true", help="keep the scratch schemas")
     a = parser.parse_args()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        sys.exit(runner.run(main(a)))
+        code, figures = runner.run(main(a))
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=2))
+    sys.exit(code)
