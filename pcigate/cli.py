@@ -218,21 +218,28 @@ def cmd_nats_init(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- gateway
 
 
-def cmd_gateway(args: argparse.Namespace) -> int:
+def load_service_config(args: argparse.Namespace) -> tuple[int, object]:
+    """A long-running service's config (``--config``), its log set to stderr at ``--log-level``."""
     import logging
 
+    code, config = load_config_or_exit_code(args.config)
+    if code == EXIT_OK:
+        logging.basicConfig(
+            level=getattr(logging, args.log_level.upper()),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    return code, config
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
     from pcigate.config import Config
     from pcigate.nats_provision import ProvisionError
 
-    code, config = load_config_or_exit_code(args.config)
+    code, config = load_service_config(args)
     if code != EXIT_OK:
         return code
     assert isinstance(config, Config)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     from gateway.loop import loop_factory
     from gateway.server import GatewayStartError, run_gateway
 

@@ -104,21 +104,18 @@ async def _run(config: Config) -> None:
 
 def cmd_evidence(args: argparse.Namespace) -> int:
     from evidence.checkpoint import NoteError
-    from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_config_or_exit_code
+    from gateway.loop import loop_factory
+    from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_service_config
     from pcigate.config import SecretError
     from pcigate.nats_provision import ProvisionError
 
-    code, config = load_config_or_exit_code(args.config)
+    code, config = load_service_config(args)
     if code != EXIT_OK:
         return code
     assert isinstance(config, Config)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        asyncio.run(_run(config))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_run(config))
     except (SecretError, NoteError) as exc:
         print(f"pcigate: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -219,12 +219,18 @@ async def test_a_lost_database_connection_is_replaced_and_nothing_is_lost_or_dou
     for n, obj in enumerate(sent):
         await publish(rig.js, obj)
         if n % 100 == 50:
-            # the service's own connection: the only one with this application name
-            killed += await admin.fetchval(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = $1",
-                "pcigate-evidence-test",
-            )
+            # the service's own connection: the only one with this application name (once it has
+            # reconnected after the last kill)
+            for _ in range(100):
+                done = await admin.fetchval(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = $1",
+                    "pcigate-evidence-test",
+                )
+                if done:
+                    killed += done
+                    break
+                await asyncio.sleep(0.02)
     await wait_for(lambda: _consumer_idle(rig.js), within=60)
     await running.stop()
     assert killed >= 2
