@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Final
 from uuid import UUID
 
@@ -37,8 +37,10 @@ __all__ = [
     "SCHEMA_SQL",
     "Appended",
     "LedgerInconsistentError",
+    "LedgerLayoutError",
     "LedgerStore",
     "NewEntry",
+    "Partition",
     "Quarantined",
     "StoredCheckpoint",
 ]
@@ -47,8 +49,8 @@ _WRITER_LOCK: Final = 0x7063_6967_6C65_6467  # "pcigledg": the one-writer adviso
 
 SCHEMA_SQL: Final = """
 CREATE TABLE IF NOT EXISTS ledger_entries (
-    idx          bigint      PRIMARY KEY CHECK (idx >= 0),
-    event_id     uuid        NOT NULL UNIQUE,
+    idx          bigint      NOT NULL CHECK (idx >= 0),
+    event_id     uuid        NOT NULL,
     event_type   text        NOT NULL,
     event_time   timestamptz NOT NULL,
     stream_seq   bigint,
@@ -57,7 +59,22 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     canonical    bytea,                 -- NULL once retention pruned the payload (leaf_hash stays)
     leaf_hash    bytea       NOT NULL CHECK (length(leaf_hash) = 32),
     pci          text[]      NOT NULL,
-    appended_at  timestamptz NOT NULL DEFAULT now()
+    appended_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (idx)
+) PARTITION BY RANGE (idx);
+CREATE INDEX IF NOT EXISTS ledger_entries_event_id ON ledger_entries (event_id);
+-- PostgreSQL cannot make a column other than the partition key unique across partitions: this is
+-- where event ids are unique (and found by id in one index lookup).
+CREATE TABLE IF NOT EXISTS ledger_event_ids (
+    event_id  uuid   PRIMARY KEY,
+    idx       bigint NOT NULL UNIQUE CHECK (idx >= 0)
+);
+CREATE TABLE IF NOT EXISTS ledger_partitions (
+    name       text        PRIMARY KEY,
+    month      date        NOT NULL UNIQUE,
+    first_idx  bigint      NOT NULL CHECK (first_idx >= 0),
+    end_idx    bigint      CHECK (end_idx >= first_idx),  -- NULL: the open partition, appended to now
+    pruned_at  timestamptz
 );
 CREATE INDEX IF NOT EXISTS ledger_entries_time ON ledger_entries (event_time);
 CREATE INDEX IF NOT EXISTS ledger_entries_type_time ON ledger_entries (event_type, event_time);
@@ -134,10 +151,35 @@ class Appended:
 
 
 @dataclass(frozen=True, slots=True)
+class Partition:
+    """One month of entries: ``[first_idx, end_idx)``; ``end_idx`` None while the month is open."""
+
+    name: str
+    month: date
+    first_idx: int
+    end_idx: int | None
+    pruned: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
     size: int
     root: bytes
     note: str
+
+
+def this_month() -> date:
+    now = datetime.now(UTC)
+    return date(now.year, now.month, 1)
+
+
+def partition_name(month: date) -> str:
+    """``ledger_entries_pYYYYMM``: digits only, so it is safe to put into DDL."""
+    return f"ledger_entries_p{month.year:04d}{month.month:02d}"
+
+
+class LedgerLayoutError(Exception):
+    """The ledger's tables are not laid out as this version writes them."""
 
 
 class LedgerInconsistentError(Exception):
@@ -147,11 +189,68 @@ class LedgerInconsistentError(Exception):
 class LedgerStore:
     """Ledger reads and writes over one asyncpg connection (the caller owns it)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, month: Callable[[], date] = this_month) -> None:
         self.conn = conn
+        self._month = month  # which month's partition new entries go to (tests move it)
 
     async def create_schema(self) -> None:
         await self.conn.execute(SCHEMA_SQL)
+        kind = await self.conn.fetchval(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'ledger_entries'::regclass"
+        )
+        if kind != "p":
+            raise LedgerLayoutError(
+                "ledger_entries is not partitioned by month: this ledger was created by an earlier "
+                "development version of pcigate; copy it into a fresh database (or start a new one)"
+            )
+
+    # ---------------------------------------------------------------------------- partitions
+
+    async def _open_partition(self, size: int) -> None:
+        """Make sure entry ``size`` onwards goes to this month's partition (caller holds the writer lock).
+
+        Partitions are ranges of ``idx``, one per calendar month (UTC) of appending. The open one runs
+        to MAXVALUE; when a month begins it is bounded at the current size — detached, given a CHECK
+        that matches the bound (which PostgreSQL validates with one scan of that month), re-attached —
+        and the new month's partition is opened from there.
+        """
+        month = self._month()
+        row = await self.conn.fetchrow("SELECT month, first_idx FROM ledger_partitions WHERE end_idx IS NULL")
+        if row is not None and row["month"] >= month:
+            return  # this month's (or, after the clock stepped back, a later one's): keep appending
+        name = partition_name(month)
+        if row is None:
+            if size:
+                raise LedgerLayoutError(
+                    f"{size} entries but no open partition: ledger_partitions was altered"
+                )
+            await self._create_partition(name, month, size)
+            return
+        old = partition_name(row["month"])  # names are rebuilt from digits, never read into DDL
+        if row["first_idx"] == size:  # last month's partition is empty: it becomes this month's
+            await self.conn.execute(f"ALTER TABLE {old} RENAME TO {name}")
+            await self.conn.execute(
+                "UPDATE ledger_partitions SET name = $1, month = $2 WHERE name = $3", name, month, old
+            )
+            return
+        first = int(row["first_idx"])
+        await self.conn.execute(f"ALTER TABLE ledger_entries DETACH PARTITION {old}")
+        await self.conn.execute(
+            f"ALTER TABLE {old} ADD CONSTRAINT {old}_bounds CHECK (idx >= {first} AND idx < {size})"
+        )
+        await self.conn.execute(
+            f"ALTER TABLE ledger_entries ATTACH PARTITION {old} FOR VALUES FROM ({first}) TO ({size})"
+        )
+        await self.conn.execute("UPDATE ledger_partitions SET end_idx = $1 WHERE name = $2", size, old)
+        await self._create_partition(name, month, size)
+
+    async def _create_partition(self, name: str, month: date, first: int) -> None:
+        await self.conn.execute(
+            f"CREATE TABLE {name} PARTITION OF ledger_entries FOR VALUES FROM ({first}) TO (MAXVALUE)"
+        )
+        await self.conn.execute(
+            "INSERT INTO ledger_partitions (name, month, first_idx) VALUES ($1, $2, $3)", name, month, first
+        )
 
     async def size(self) -> int:
         value = await self.conn.fetchval("SELECT coalesce(max(idx) + 1, 0) FROM ledger_entries")
@@ -261,11 +360,12 @@ class LedgerStore:
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
             size = await self.size()
+            await self._open_partition(size)
             ids = [e.event_id for e in entries]
             present = {
                 r["event_id"]
                 for r in await self.conn.fetch(
-                    "SELECT event_id FROM ledger_entries WHERE event_id = ANY($1::uuid[])", ids
+                    "SELECT event_id FROM ledger_event_ids WHERE event_id = ANY($1::uuid[])", ids
                 )
             }
             fresh: list[NewEntry] = []
@@ -306,6 +406,11 @@ class LedgerStore:
                     for i, (e, h) in enumerate(zip(fresh, leaves, strict=True))
                 ],
             )
+            await self.conn.copy_records_to_table(
+                "ledger_event_ids",
+                columns=["event_id", "idx"],
+                records=[(e.event_id, size + i) for i, e in enumerate(fresh)],
+            )
             new_nodes = await self._completed_nodes(size, leaves)
             if new_nodes:
                 await self.conn.copy_records_to_table(
@@ -325,6 +430,41 @@ class LedgerStore:
                 for q in refused
             ],
         )
+
+    # ------------------------------------------------------------------------------- retention
+
+    async def partitions(self) -> list[Partition]:
+        rows = await self.conn.fetch(
+            "SELECT name, month, first_idx, end_idx, pruned_at FROM ledger_partitions ORDER BY month"
+        )
+        return [
+            Partition(r["name"], r["month"], r["first_idx"], r["end_idx"], r["pruned_at"] is not None)
+            for r in rows
+        ]
+
+    async def prune(self, months: Sequence[Partition], record: NewEntry) -> int:
+        """Drop the payloads (``canonical``) of closed ``months``, keeping leaf hashes and nodes, and append
+        ``record`` (the ``config.changed`` that says so) in the same transaction. Returns entries pruned."""
+        pruned = 0
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            for month in months:
+                row = await self.conn.fetchrow(
+                    "SELECT end_idx FROM ledger_partitions WHERE name = $1 FOR UPDATE",
+                    partition_name(month.month),
+                )
+                if row is None or row["end_idx"] is None:
+                    raise LedgerLayoutError(f"{month.name} is not a closed month partition")
+                table = partition_name(month.month)  # built from digits, never from the database
+                status = await self.conn.execute(
+                    f"UPDATE {table} SET canonical = NULL WHERE canonical IS NOT NULL"  # noqa: S608
+                )
+                pruned += int(status.split()[-1])
+                await self.conn.execute(
+                    "UPDATE ledger_partitions SET pruned_at = now() WHERE name = $1", month.name
+                )
+            await self.append([record])
+        return pruned
 
     async def stream_position(self, stream: str) -> int:
         """The sequence through which ``stream`` is accounted for (0: nothing yet)."""

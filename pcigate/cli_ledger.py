@@ -5,6 +5,8 @@
   OS user as reader; if that record cannot be written, nothing is printed.
 - ``ledger keys``: the log's public keys as verifier key strings (config only, no database).
 - ``ledger check-proof FILE``: check a bundle offline against trusted keys.
+- ``ledger prune --before YYYY-MM``: drop the payloads of closed months older than ``retention.audit``
+  (leaf hashes and tree nodes stay), recorded as ``config.changed`` in the same transaction.
 
 Exit codes: 0 success, 1 a runtime failure (unknown event, no checkpoint yet, database unreachable, a proof
 that does not check), 2 bad usage or an invalid configuration. Heavy modules (asyncpg, evidence) are imported
@@ -254,6 +256,104 @@ def cmd_ledger_check_proof(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------- parser
 
 
+# --------------------------------------------------------------------------------------------- prune
+
+
+def _month_arg(text: str) -> Any:
+    from datetime import date
+
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        return date(year, month, 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a month (YYYY-MM): {text!r}") from None
+
+
+def _prune_cutoff(config: Config) -> Any:
+    """The first month whose payloads must still be kept: nothing younger than ``retention.audit`` goes."""
+    from datetime import UTC, date, datetime
+
+    oldest_kept = datetime.now(UTC) - config.retention.audit
+    return date(oldest_kept.year, oldest_kept.month, 1)
+
+
+async def _prune(dsn: str, actor: Any, config: Config, before: Any, dry_run: bool) -> list[str]:
+    import asyncpg
+
+    from evidence.own_events import Recorder
+    from evidence.store import LedgerStore
+
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+    try:
+        store = LedgerStore(conn)
+        months = [
+            p for p in await store.partitions() if p.end_idx is not None and not p.pruned and p.month < before
+        ]
+        if not months:
+            return [f"nothing to prune: no closed, unpruned month before {before:%Y-%m}"]
+        first, last = months[0], months[-1]
+        span = (
+            f"{first.month:%Y-%m}..{last.month:%Y-%m} (entries {first.first_idx}-{(last.end_idx or 1) - 1})"
+        )
+        if dry_run:
+            return [
+                f"would prune the payloads of {p.month:%Y-%m}: entries {p.first_idx}-{(p.end_idx or 1) - 1}"
+                for p in months
+            ]
+        digest = config.digest().removeprefix("sha256:")
+        record = Recorder(actor).event(
+            "config.changed",
+            {
+                "component": "cli",
+                "trigger": "api",
+                "hash_before": digest,
+                "hash_after": digest,
+                "changed_keys": ["ledger_entries.canonical"],
+                "changed_keys_truncated": False,
+                "policy_version_before": None,
+                "policy_version_after": None,
+            },
+            message=f"payloads pruned for {span}; leaf hashes and tree nodes kept",
+        )
+        pruned = await store.prune(months, record.entry)
+    finally:
+        await conn.close()
+    return [f"pruned the payloads of {pruned} entries, {span}; recorded as config.changed {record.event_id}"]
+
+
+def cmd_ledger_prune(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pcigate.config import ConfigError
+
+    code, config = _config(args)
+    if config is None:
+        return code
+    keep_from = _prune_cutoff(config)
+    if args.before > keep_from:
+        _err(
+            f"pruning before {args.before:%Y-%m} would drop payloads younger than retention.audit "
+            f"({config.retention.audit.days}d, PCI DSS 10.5.1): the latest allowed is "
+            f"--before {keep_from:%Y-%m}"
+        )
+        return EXIT_USAGE
+    try:
+        dsn = _dsn(args, config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        lines = asyncio.run(
+            _prune(dsn, _reader_actor(dsn, config.ledger.origin), config, args.before, args.dry_run)
+        )
+    except Exception as exc:  # unreachable database, missing privileges: one line, no traceback
+        _err(f"cannot prune the ledger: {type(exc).__name__}: {_one_line(exc)}")
+        return EXIT_FAILURE
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config_opt: argparse.ArgumentParser
 ) -> None:
@@ -289,6 +389,28 @@ def register(
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_ledger_keys)
+
+    p = actions.add_parser(
+        "prune",
+        parents=[config_opt],
+        help="drop the payloads of whole months older than retention.audit; leaf hashes and tree nodes stay, "
+        "so the ledger still verifies; recorded as config.changed",
+    )
+    p.add_argument(
+        "--before",
+        required=True,
+        type=_month_arg,
+        metavar="YYYY-MM",
+        help="prune the closed months before this one",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be pruned, change nothing")
+    p.add_argument(
+        "--ledger-dsn",
+        dest="ledger_dsn",
+        default=None,
+        help="the ledger database: a DSN, or env:NAME / file:/path holding one (default: ledger.dsn)",
+    )
+    p.set_defaults(handler=cmd_ledger_prune)
 
     p = actions.add_parser(
         "check-proof",

@@ -268,8 +268,10 @@ async def test_a_ledger_behind_the_consumer_reads_the_rest_from_the_stream(rig: 
     running = await Running(rig.service()).started()
     await wait_for(lambda: _consumer_idle(rig.js))
     await running.stop()
-    for table in ("ledger_entries", "ledger_nodes", "ledger_checkpoints", "ledger_stream_state"):
-        await rig.view.conn.execute(f"TRUNCATE {table}")
+    await rig.view.conn.execute(  # an empty database: the service creates the tables again
+        "DROP TABLE ledger_entries, ledger_nodes, ledger_checkpoints, ledger_stream_state, ledger_event_ids,"
+        " ledger_partitions, ledger_quarantine"
+    )
     running = await Running(rig.service()).started()
     ids = await rig.view.ids()  # ready means caught up: before anything new is delivered
     await running.stop()
