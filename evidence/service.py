@@ -1,12 +1,13 @@
 """``pcigate evidence``: folds the audit stream into the ledger and signs checkpoints of it.
 
-One loop, so that order is simple to reason about: fetch a batch from the durable pull consumer, turn each
-message into an entry or a quarantine record, account for every stream sequence number up to the batch's
-highest (a hole is read straight from the stream, or recorded as ``audit.gap`` when the stream no longer
-has it), commit all of it in one transaction, and only then acknowledge. A crash anywhere before the
-commit loses nothing (the messages are redelivered); a crash after it duplicates nothing (event ids are
-unique and the stream position moved in the same transaction). While the database is unreachable the
-batch is held, its acknowledgement deadline extended, and the commit retried with backoff.
+Per batch, in order (three pipelined stages, each keeping batch order): fetch it from the durable pull
+consumer; turn each message into an entry or a quarantine record and account for every stream sequence
+number up to the batch's highest (a hole is read straight from the stream, or recorded as ``audit.gap`` when
+the stream no longer has it); commit all of it in one transaction, and only then acknowledge. A crash
+anywhere before the commit loses nothing (the messages are redelivered, or read back as holes); a crash
+after it duplicates nothing (event ids are unique and the stream position moved in the same transaction).
+While the database is unreachable the batch is held, its acknowledgement deadline extended, and the commit
+retried with backoff.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import asyncpg
 import nats
@@ -36,6 +37,7 @@ from evidence.store import LedgerStore, NewEntry, Quarantined, StoredCheckpoint
 __all__ = ["CHECKPOINT_SUBJECT", "EvidenceService", "ServiceSettings"]
 
 T = TypeVar("T")
+StopReason = Literal["shutdown", "error"]
 
 log = logging.getLogger("pcigate.evidence")
 
@@ -121,7 +123,8 @@ class EvidenceService:
         await self._catch_up()
         if on_ready is not None:
             on_ready(started)
-        reason, message = "shutdown", None
+        reason: StopReason = "shutdown"
+        message: str | None = None
         try:
             await self._consume(stop)
         except Exception as exc:
@@ -165,7 +168,7 @@ class EvidenceService:
         except BaseExceptionGroup as group:  # report the first failure as itself
             raise group.exceptions[0] from None
 
-    async def _shutdown(self, reason: str, message: str | None) -> None:
+    async def _shutdown(self, reason: StopReason, message: str | None) -> None:
         clean = reason == "shutdown"
         try:
             async with asyncio.timeout(15):
@@ -240,11 +243,11 @@ class EvidenceService:
             f"ledger {self.settings.origin}: {size} entries, stream {STREAM} through sequence {self.through}"
         )
 
-    async def _record_stop(self, reason: str, clean: bool, message: str | None) -> None:
+    async def _record_stop(self, reason: StopReason, clean: bool, message: str | None) -> None:
         store = await self._db()
         size = await store.size()
         own = self._recorder.stopped(
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             clean=clean,
             tree_size=size,
             root=await store.root(size),
