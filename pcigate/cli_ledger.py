@@ -354,6 +354,15 @@ def cmd_ledger_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ledger_dsn_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger-dsn",
+        dest="ledger_dsn",
+        default=None,
+        help="the ledger database: a DSN, or env:NAME / file:/path holding one (default: ledger.dsn)",
+    )
+
+
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config_opt: argparse.ArgumentParser
 ) -> None:
@@ -374,12 +383,7 @@ def register(
         default=None,
         help="why you read it, recorded with the read (e.g. an assessment reference)",
     )
-    p.add_argument(
-        "--ledger-dsn",
-        dest="ledger_dsn",
-        default=None,
-        help="the ledger database: a DSN, or env:NAME / file:/path holding one (default: ledger.dsn)",
-    )
+    _ledger_dsn_option(p)
     p.set_defaults(handler=cmd_ledger_proof)
 
     p = actions.add_parser(
@@ -404,12 +408,7 @@ def register(
         help="prune the closed months before this one",
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be pruned, change nothing")
-    p.add_argument(
-        "--ledger-dsn",
-        dest="ledger_dsn",
-        default=None,
-        help="the ledger database: a DSN, or env:NAME / file:/path holding one (default: ledger.dsn)",
-    )
+    _ledger_dsn_option(p)
     p.set_defaults(handler=cmd_ledger_prune)
 
     p = actions.add_parser(
