@@ -70,6 +70,7 @@ _DIGITS13: Final = rb"[0-9](?:[ -]?[0-9]){12}"
 _TRACK1_MARK: Final = rb"%B"
 _TRACK2_MARK: Final = rb";[0-9]{1,19}="
 _ANY: Final = (_DIGITS13, _TRACK1_MARK, _TRACK2_MARK)
+_LOOSE13: Final = rb"[0-9][0-9 -]{12}"
 # hs_scan takes an unsigned 32-bit length; larger buffers are scanned in overlapping pieces.
 _HS_CHUNK: Final = 1 << 30
 _OVERLAP: Final = 64
@@ -86,7 +87,7 @@ class Prefilter(Protocol):
 
 
 class RePrefilter:
-    """The same patterns through ``re``: correct everywhere, a few times slower than hyperscan."""
+    """The same patterns through ``re``: correct everywhere, several times slower than hyperscan."""
 
     name = "re"
 
@@ -94,10 +95,18 @@ class RePrefilter:
         self._digits = re.compile(_DIGITS13)
         # Alternation finds the leftmost start, hyperscan the earliest end; both are None on the same input.
         self._any = re.compile(b"|".join(_ANY))
+        # Supersets that re scans several times faster: every exact match starts where one of these does.
+        self._loose_digits = re.compile(_LOOSE13)
+        self._loose_any = re.compile(b"|".join((_LOOSE13, *_ANY[1:])))
 
     def first_end(self, data: bytes | memoryview, pos: int = 0, *, digits_only: bool = False) -> int | None:
-        m = (self._digits if digits_only else self._any).search(data, pos)
-        return None if m is None else m.end()
+        loose, exact = (self._loose_digits, self._digits) if digits_only else (self._loose_any, self._any)
+        while (m := loose.search(data, pos)) is not None:
+            hit = exact.match(data, m.start())
+            if hit is not None:
+                return hit.end()
+            pos = m.start() + 1
+        return None
 
 
 class HyperscanPrefilter:
