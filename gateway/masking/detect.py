@@ -82,7 +82,10 @@ class Prefilter(Protocol):
     name: str
 
     def first_end(self, data: bytes | memoryview, pos: int = 0, *, digits_only: bool = False) -> int | None:
-        """End offset of the earliest-ending candidate in ``data[pos:]``; ``digits_only`` skips markers."""
+        """End offset of a first candidate in ``data[pos:]``, None when there is none.
+
+        With ``digits_only`` (track markers ignored) every engine returns the same offset: the end of the
+        first 13-digit window, from which :func:`_runs` walks back to the start of its run."""
         ...
 
 
