@@ -466,15 +466,8 @@ class LedgerReader:
                     code="not_found",
                 )
             index = row["idx"]
-            if checkpoint_size is None:
-                cp = await self._conn.fetchrow(
-                    "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
-                )
-            else:
-                cp = await self._conn.fetchrow(
-                    "SELECT size, root, note FROM ledger_checkpoints WHERE size = $1", checkpoint_size
-                )
-            if cp is None or cp["size"] <= index:
+            cp = await self._store.checkpoint_at(checkpoint_size)
+            if cp is None or cp.size <= index:
                 if checkpoint_size is not None:
                     why = (
                         f"no checkpoint of size {checkpoint_size} was signed"
@@ -483,9 +476,7 @@ class LedgerReader:
                     )
                     error: ReadError = NotCoveredError(f"event {wanted} (entry {index}): {why}")
                 else:
-                    covered = (
-                        "no checkpoint was signed yet" if cp is None else f"the latest covers {cp['size']}"
-                    )
+                    covered = "no checkpoint was signed yet" if cp is None else f"the latest covers {cp.size}"
                     error = NotCoveredError(
                         f"event {wanted} is entry {index}, which no signed checkpoint covers yet ({covered});"
                         " wait for the next checkpoint (ledger.checkpoint_interval) and retry"
@@ -494,7 +485,7 @@ class LedgerReader:
                     None,
                     first=index,
                     last=index,
-                    tree_size=None if cp is None else cp["size"],
+                    tree_size=None if cp is None else cp.size,
                     error=error,
                     code="not_covered",
                 )
@@ -503,11 +494,11 @@ class LedgerReader:
                     None,
                     first=index,
                     last=index,
-                    tree_size=cp["size"],
+                    tree_size=cp.size,
                     error=ReadError(f"event {wanted}: its payload was pruned, only its leaf hash remains"),
                     code="pruned",
                 )
-            size, root, note = cp["size"], bytes(cp["root"]), cp["note"]
+            size, root, note = cp.size, cp.root, cp.note
             signed_by = self._open_checkpoint(note, size, root)
             canonical = bytes(row["canonical"])
             if merkle.leaf_hash(canonical) != bytes(row["leaf_hash"]):
@@ -538,29 +529,20 @@ class LedgerReader:
         self._need_keys()
 
         async def work() -> _Outcome[ConsistencyProof | None]:
-            if new_size is None:
-                cp = await self._conn.fetchrow(
-                    "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
-                )
-            else:
-                cp = await self._conn.fetchrow(
-                    "SELECT size, root, note FROM ledger_checkpoints WHERE size = $1", new_size
-                )
-            if cp is None or not 0 < old_size <= cp["size"]:
+            cp = await self._store.checkpoint_at(new_size)
+            if cp is None or not 0 < old_size <= cp.size:
                 what = (
-                    "no checkpoint was signed yet"
-                    if cp is None
-                    else f"the checkpoint has {cp['size']} entries"
+                    "no checkpoint was signed yet" if cp is None else f"the checkpoint has {cp.size} entries"
                 )
                 if cp is None and new_size is not None:
                     what = f"no checkpoint of size {new_size} was signed"
                 return _Outcome(
                     None,
-                    tree_size=None if cp is None else cp["size"],
+                    tree_size=None if cp is None else cp.size,
                     error=NotCoveredError(f"no consistency proof from size {old_size}: {what}"),
                     code="not_covered",
                 )
-            size, root, note = cp["size"], bytes(cp["root"]), cp["note"]
+            size, root, note = cp.size, cp.root, cp.note
             signed_by = self._open_checkpoint(note, size, root)
             old_root = await self._store.root(old_size)
             path = tuple(await self._store.consistency_proof(old_size, size))

@@ -310,9 +310,18 @@ class LedgerStore:
     # ------------------------------------------------------------------------------- checkpoints
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        row = await self.conn.fetchrow(
-            "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
-        )
+        return await self.checkpoint_at(None)
+
+    async def checkpoint_at(self, size: int | None) -> StoredCheckpoint | None:
+        """The stored checkpoint of ``size`` entries (None: the latest), if one was signed."""
+        if size is None:
+            row = await self.conn.fetchrow(
+                "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
+            )
+        else:
+            row = await self.conn.fetchrow(
+                "SELECT size, root, note FROM ledger_checkpoints WHERE size = $1", size
+            )
         return None if row is None else StoredCheckpoint(row["size"], bytes(row["root"]), row["note"])
 
     async def checkpoint(self, signer: NoteSigner, origin: str) -> StoredCheckpoint:
