@@ -19,24 +19,21 @@ from evidence.checkpoint import Checkpoint, NoteSigner
 from evidence.entries import to_entry
 from evidence.store import LedgerInconsistentError, LedgerStore, NewEntry, Quarantined
 from schemas import new_event_id
+from tests.evidence_support import private_schema
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def store(dev_stack: dict[str, Any]) -> AsyncIterator[LedgerStore]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dev_stack["ledger_dsn"])
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    conn = await asyncpg.connect(dev_stack["ledger_dsn"], server_settings={"search_path": schema})
-    try:
-        ledger = LedgerStore(conn)
-        await ledger.create_schema()
-        yield ledger
-    finally:
-        await conn.close()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
+    async with private_schema(dev_stack["ledger_dsn"]) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            ledger = LedgerStore(conn)
+            await ledger.create_schema()
+            yield ledger
+        finally:
+            await conn.close()
 
 
 def _entry(n: int) -> NewEntry:
