@@ -218,6 +218,13 @@ def cmd_nats_init(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- gateway
 
 
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` of a long-running service (read by :func:`load_service_config`)."""
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default: info"
+    )
+
+
 def load_service_config(args: argparse.Namespace) -> tuple[int, object]:
     """A long-running service's config (``--config``), its log set to stderr at ``--log-level``."""
     import logging
@@ -318,9 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[config_opt],
         help="run the data-path gateway (listeners for every configured connection) until SIGTERM",
     )
-    p.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default: info"
-    )
+    add_log_level(p)
     p.set_defaults(handler=cmd_gateway)
 
     from pcigate import cli_evidence, cli_ledger, cli_verify

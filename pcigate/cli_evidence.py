@@ -20,14 +20,14 @@ def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config_opt: argparse.ArgumentParser
 ) -> None:
     """Add this module's subcommands to the top-level parser."""
+    from pcigate.cli import add_log_level
+
     p = sub.add_parser(
         "evidence",
         parents=[config_opt],
         help="run the evidence service: fold the audit stream into the signed ledger until SIGTERM",
     )
-    p.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default: info"
-    )
+    add_log_level(p)
     p.set_defaults(handler=cmd_evidence)
 
 
