@@ -21,6 +21,7 @@ from schemas import new_event_id, pci_requirements, utc_now
 __all__ = ["OwnEvent", "Recorder", "ServiceActor"]
 
 STREAM: Final = "PCIGATE_AUDIT"
+GapCause = Literal["unknown", "invalid_event", "stream_limit", "sequence_reset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ class Recorder:
         *,
         first_missing: int,
         last_missing: int,
-        cause: Literal["unknown", "invalid_event", "stream_limit", "sequence_reset"],
+        cause: GapCause,
         subject: str | None = None,
         last_event_id: str | None = None,
     ) -> OwnEvent:

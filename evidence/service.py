@@ -30,7 +30,7 @@ from nats.js.errors import NotFoundError
 
 from evidence.checkpoint import NoteSigner
 from evidence.entries import SUBJECT_PREFIX, to_entry
-from evidence.own_events import STREAM, OwnEvent, Recorder
+from evidence.own_events import STREAM, GapCause, OwnEvent, Recorder
 from evidence.pull import Puller, stream_sequence
 from evidence.store import LedgerStore, NewEntry, Quarantined, StoredCheckpoint
 
@@ -226,13 +226,18 @@ class EvidenceService:
         self.size = await store.size()
         self._last_checkpoint = await store.latest_checkpoint()
 
-    async def _record_start(self) -> str:
+    async def _tree(self) -> tuple[int, bytes]:
+        """The tree's size and root now (for ledger.started and ledger.stopped)."""
         store = await self._db()
         size = await store.size()
+        return size, await store.root(size)
+
+    async def _record_start(self) -> str:
+        size, root = await self._tree()
         own = self._recorder.started(
             initialized=size == 0,
             tree_size=size,
-            root=await store.root(size),
+            root=root,
             signing_key_id=self._signer.verifier.key_id,
             consumer=self.settings.durable,
             resume_after_sequence=self.through,
@@ -244,13 +249,12 @@ class EvidenceService:
         )
 
     async def _record_stop(self, reason: StopReason, clean: bool, message: str | None) -> None:
-        store = await self._db()
-        size = await store.size()
+        size, root = await self._tree()
         own = self._recorder.stopped(
             reason=reason,
             clean=clean,
             tree_size=size,
-            root=await store.root(size),
+            root=root,
             last_sequence=self.through,
             message=message,
         )
@@ -333,8 +337,9 @@ class EvidenceService:
         top = max([*fresh, through_at_least])
         if top > after:
             await self._fill_holes(fresh, after, top, batch)
-            items = [(seq, *fresh[seq]) for seq in sorted(fresh)]
-            for (seq, subject, _, _), item in zip(items, convert(items), strict=True):
+            for seq in sorted(fresh):
+                subject, data, msg_id = fresh[seq]
+                item = to_entry(data, stream_seq=seq, subject=subject, msg_id=msg_id)
                 if isinstance(item, NewEntry):
                     batch.entries.append(item)
                 else:
@@ -387,7 +392,7 @@ class EvidenceService:
         assert self._js is not None
         first = await self._first_seq()
         gone: list[int] = [s for s in missing if s < first]  # aged out or removed before we read them
-        cause_of: dict[int, str] = dict.fromkeys(gone, "stream_limit")
+        cause_of: dict[int, GapCause] = dict.fromkeys(gone, "stream_limit")
         for seq in (s for s in missing if s >= first):
             try:
                 raw = await self._js.get_msg(STREAM, seq)
@@ -397,7 +402,7 @@ class EvidenceService:
             fresh[seq] = (raw.subject or "", raw.data or b"", (raw.headers or {}).get("Nats-Msg-Id"))
         for lo, hi, cause in _ranges(sorted(cause_of), cause_of):
             log.error("audit gap: stream %s sequences %d-%d are missing (%s)", STREAM, lo, hi, cause)
-            batch.own.append(self._recorder.gap(first_missing=lo, last_missing=hi, cause=cause))  # type: ignore[arg-type]
+            batch.own.append(self._recorder.gap(first_missing=lo, last_missing=hi, cause=cause))
 
     # ---------------------------------------------------------------------------------- checkpoints
 
@@ -449,24 +454,14 @@ class EvidenceService:
             log.warning("publishing to NATS failed (%s); will retry", exc)
 
 
-_Item = tuple[int, str, bytes, str | None]  # stream sequence, subject, payload, Nats-Msg-Id
-
-
-def convert(items: list[_Item]) -> list[NewEntry | Quarantined]:
-    """Messages to entries or quarantine records."""
-    return [
-        to_entry(data, stream_seq=seq, subject=subject, msg_id=msg_id) for seq, subject, data, msg_id in items
-    ]
-
-
 def _safe(subject: str) -> str | None:
     """A subject for an event's ``subject`` field: bounded, or none (it came from outside)."""
     return subject[:256] if subject and subject.isprintable() else None
 
 
-def _ranges(seqs: list[int], cause_of: dict[int, str]) -> list[tuple[int, int, str]]:
+def _ranges(seqs: list[int], cause_of: dict[int, GapCause]) -> list[tuple[int, int, GapCause]]:
     """Consecutive sequence numbers with one cause, as (first, last, cause)."""
-    out: list[tuple[int, int, str]] = []
+    out: list[tuple[int, int, GapCause]] = []
     for seq in seqs:
         if out and out[-1][1] == seq - 1 and out[-1][2] == cause_of[seq]:
             out[-1] = (out[-1][0], seq, out[-1][2])
