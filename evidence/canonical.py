@@ -1,35 +1,31 @@
 """RFC 8785 (JCS) bytes of an event, fast for the shapes events have, ``rfc8785`` for everything else.
 
 The ``rfc8785`` package is the reference and stays the authority; it is pure Python and costs ~70 µs for a
-typical 1.4 KB event, which alone would cap the consumer below 15k events/s. Two fast routes:
-:func:`canonical_of_received` (jiter + orjson, ~12 µs) for the text the consumer receives, and
-:func:`canonical_json` (the standard library's C encoder) for values we build. Events hold strings,
-integers, a few floats, booleans, null, arrays and objects with ASCII member names. For those values JCS
-equals a sorted, compact, UTF-8 JSON encoding:
+typical 1.4 KB event, which alone would cap the consumer below 15k events/s. The fast route,
+:func:`canonical_of_received` (jiter + orjson, ~12 µs), writes the text the consumer receives. Events hold
+strings, integers, a few floats, booleans, null, arrays and objects with ASCII member names. For those
+values JCS equals a sorted, compact, UTF-8 JSON encoding:
 - member order: JCS sorts by UTF-16 code units; for ASCII names that is plain string order;
-- strings: all three escape only ``"``, ``\\``, and control characters (``\\b \\t \\n \\f \\r`` by name, the
+- strings: both escape only ``"``, ``\\``, and control characters (``\\b \\t \\n \\f \\r`` by name, the
   rest as lowercase ``\\u00xx``), and leave every other character, U+2028/2029 and DEL included, as UTF-8;
 - integers: JCS writes them as IEEE-754 doubles in ECMAScript form, which is the decimal integer as long as
   its magnitude is below 2^53 (the reference refuses larger ones);
 - non-integral floats of magnitude in [1e-4, 1e16) (durations in milliseconds): shortest round-trip digits,
   written positionally, which is what ECMAScript's Number-to-String writes too.
 Anything else (other floats, a non-ASCII member name, a big integer, a lone surrogate) goes to ``rfc8785``.
-``tests/unit/test_canonical.py`` checks the routes agree with it on generated values.
+``tests/unit/test_canonical.py`` checks that it agrees with the reference on generated values.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import jiter
 import orjson
 import rfc8785
 
-__all__ = ["JsonRefusedError", "canonical_json", "canonical_of_received", "parse_received"]
+__all__ = ["JsonRefusedError", "canonical_of_received", "parse_received"]
 
-_MAX_EXACT: Final = 2**53
-_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 _ORJSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 
 
@@ -39,10 +35,6 @@ class JsonRefusedError(ValueError):
 
 class _NotExactError(Exception):
     pass
-
-
-def _float_fits(number: float) -> bool:
-    return 1e-4 <= abs(number) < 1e16 and not number.is_integer()
 
 
 def parse_received(text: bytes) -> Any:
@@ -65,7 +57,7 @@ def _exact_float(value: Any) -> float:
     """orjson's hook for jiter's lossless floats: the ones both writers agree on, or the slow path."""
     if type(value) is jiter.LosslessFloat:
         number = float(value)
-        if _float_fits(number):
+        if 1e-4 <= abs(number) < 1e16 and not number.is_integer():
             return number
     raise _NotExactError
 
@@ -85,42 +77,3 @@ def canonical_of_received(value: Any, text: bytes, *, ascii_names: bool) -> byte
         except (_NotExactError, TypeError):
             pass
     return rfc8785.dumps(jiter.from_json(text, float_mode="float"))
-
-
-def _fast_path_applies(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str or item is None or kind is bool:
-            continue
-        if kind is int:
-            if -_MAX_EXACT < item < _MAX_EXACT:
-                continue
-            return False
-        if kind is float:
-            if _float_fits(item):
-                continue
-            return False
-        if kind is dict:
-            for key in item:
-                if type(key) is not str or not key.isascii():
-                    return False
-            stack.extend(item.values())
-            continue
-        if kind is list:
-            stack.extend(item)
-            continue
-        return False  # tuples, subclasses: the reference decides
-    return True
-
-
-def canonical_json(value: Any) -> bytes:
-    """The RFC 8785 serialization of a Python value (the events we build ourselves); raises what
-    ``rfc8785.dumps`` raises for what has none."""
-    if _fast_path_applies(value):
-        try:
-            return _encode(value).encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: let the reference refuse it with its own error
-            pass
-    return rfc8785.dumps(value)
