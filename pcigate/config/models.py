@@ -558,6 +558,14 @@ class MaskingProfile(_Model):
     columns: tuple[ColumnRule, ...] = DEFAULT_MASKED_COLUMNS
     detect_content: StrictBool = True
     bin8: StrictBool = False
+    # Relation (`schema.name` or `name`) -> its output columns that carry card data ("*": all). A view's
+    # body is invisible to the lineage analysis, so a column it computes from a PAN needs naming here.
+    views: dict[Text, Annotated[tuple[Text, ...], _NON_EMPTY]] = Field(default_factory=dict)
+    # A result column computed from a sensitive column (reverse(pan), md5(pan), ...): hidden in full, or the
+    # statement is refused. Where lineage cannot be determined for a statement: refused (fail closed), or
+    # every column the analysis could not place is hidden in full.
+    derived: Literal["mask", "block"] = "mask"
+    unknown_lineage: Literal["block", "mask"] = "block"
 
 
 class Approvals(_Model):
