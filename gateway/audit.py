@@ -28,6 +28,7 @@ from schemas.models import (
     Actor,
     AuthFailed,
     AuthFailedData,
+    Envelope,
     Origin,
     Outcome,
     Policy,
@@ -322,6 +323,34 @@ class SessionAudit:
             data=data,
         )
         return event.id, event.model_dump_json().encode()
+
+    def hook_event(
+        self,
+        event: type[Envelope],
+        data: object,
+        *,
+        rule: str | None = None,
+        result: Result = "success",
+        pci: Sequence[str] = (),
+    ) -> tuple[str, str, bytes]:
+        """A policy hook's event of this session (masking, SAD): ``(subject, id, payload)``, validated
+        through its model because these are rare next to ``command.executed``."""
+        event_type = str(event.model_fields["type"].default)
+        built = event(
+            id=new_event_id(),
+            type=event_type,
+            schema_version=SCHEMA_VERSION,
+            time=fast_utc_now(),
+            actor=self.actor,
+            origin=self.origin,
+            target=self.target,
+            session_id=self.session_id,
+            outcome=Outcome(result=result, code=None, message=None),
+            policy=Policy(version=self._policy_version, rule=rule),
+            pci=tuple(dict.fromkeys((*pci_requirements(event_type), *pci))),
+            data=data,
+        )
+        return subject_for(event_type), built.id, built.model_dump_json().encode()
 
     def session_closed(self, data: SessionClosedData, *, failed: bool) -> tuple[str, bytes]:
         outcome = Outcome(

@@ -13,27 +13,46 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from gateway.identity import VerifiedIdentity
     from gateway.pgwire.messages import FieldDesc
     from gateway.sqltext import StatementInfo
+    from schemas.models import Envelope
 
 __all__ = [
     "ALLOW",
+    "EventSink",
     "Hook",
     "HookChain",
     "HookFactory",
+    "RowHandler",
     "SessionInfo",
     "StatementView",
     "Verdict",
 ]
 
 
+class EventSink(Protocol):
+    """Appends one audit event of the session (the envelope's session parts are filled in) to the spool.
+
+    Raises when the event cannot be recorded; the session then ends (no evidence, no result)."""
+
+    def __call__(
+        self, event: type[Envelope], data: object, *, rule: str | None = None, pci: Sequence[str] = ()
+    ) -> str: ...
+
+
+def _no_events(
+    event: type[Envelope], data: object, *, rule: str | None = None, pci: Sequence[str] = ()
+) -> str:
+    raise RuntimeError("this session records no hook events")
+
+
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """What a hook may know about the session: who, from where, to what."""
+    """What a hook may know about the session: who, from where, to what; ``emit`` records an event."""
 
     session_id: str
     identity: VerifiedIdentity
@@ -44,6 +63,7 @@ class SessionInfo:
     client_port: int | None
     client_app: str | None
     tls: bool
+    emit: EventSink = field(default=_no_events, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -66,6 +86,7 @@ class StatementView:
     approval_id: str | None = None
     rule: str | None = None
     notes: dict[str, object] = field(default_factory=dict)
+    event_id: str | None = None  # its command.executed, once the intent is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +103,15 @@ class Verdict:
 ALLOW = Verdict("allow")
 
 
+class RowHandler(Protocol):
+    """Takes the rows of one result set, a received buffer at a time."""
+
+    def data_rows(self, buf: bytes, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
+        """``buf[s:e]`` of each span is one whole DataRow message. Return a replacement message per row
+        (None: keep it), or None when no row changed."""
+        ...
+
+
 class Hook:
     """Base class of session hooks; every method is a no-op. Override only what you need."""
 
@@ -93,16 +123,19 @@ class Hook:
         """Before a statement is sent upstream; ``None`` means no opinion (allow)."""
         return None
 
-    def row_description(self, stmt: StatementView | None, fields: Sequence[FieldDesc]) -> bool:
-        """A result set starts. Return True to receive its rows through :meth:`data_row`."""
-        return False
-
-    def data_row(self, stmt: StatementView | None, values: list[bytes | None]) -> list[bytes | None] | None:
-        """One row of a result this hook asked for; return a replacement row, or None to keep it."""
+    def row_description(self, stmt: StatementView | None, fields: Sequence[FieldDesc]) -> RowHandler | None:
+        """A result set starts (``fields`` carry the formats the rows will come in). Return a handler to
+        receive its rows, or None to let them pass undecoded."""
         return None
 
     def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes | None:
         """COPY payload (``outgoing``: server to client); return replacement bytes, or None to keep it."""
+        return None
+
+    def server_message(self, stmt: StatementView | None, mtype: int, body: bytes) -> bytes | None:
+        """A server message that can carry data the client should not see — ErrorResponse,
+        NoticeResponse, NotificationResponse, FunctionCallResponse — or that starts or ends a COPY
+        (CopyOutResponse, CopyBothResponse, CopyDone). Return a replacement body, or None to keep it."""
         return None
 
     def command_complete(self, stmt: StatementView, tag: str, rows: int | None) -> None:
@@ -131,9 +164,9 @@ class HookChain:
         "_close",
         "_command_complete",
         "_copy_data",
-        "_data_row",
         "_error",
         "_row_description",
+        "_server_message",
         "_statement",
         "hooks",
     )
@@ -143,7 +176,7 @@ class HookChain:
         self._authenticated = [h for h in self.hooks if _overrides(h, "authenticated")]
         self._statement = [h for h in self.hooks if _overrides(h, "statement")]
         self._row_description = [h for h in self.hooks if _overrides(h, "row_description")]
-        self._data_row = [h for h in self.hooks if _overrides(h, "data_row")]
+        self._server_message = [h for h in self.hooks if _overrides(h, "server_message")]
         self._copy_data = [h for h in self.hooks if _overrides(h, "copy_data")]
         self._command_complete = [h for h in self.hooks if _overrides(h, "command_complete")]
         self._error = [h for h in self.hooks if _overrides(h, "error")]
@@ -160,6 +193,10 @@ class HookChain:
     @property
     def wants_copy_data(self) -> bool:
         return bool(self._copy_data)
+
+    @property
+    def wants_server_messages(self) -> bool:
+        return bool(self._server_message)
 
     @property
     def wants_completions(self) -> bool:
@@ -184,11 +221,20 @@ class HookChain:
                 return verdict
         return ALLOW
 
-    def row_description(self, stmt: StatementView | None, fields: Sequence[FieldDesc]) -> tuple[Hook, ...]:
-        """Which hooks want the rows of this result (empty: rows pass through undecoded)."""
-        return tuple(
-            h for h in self._row_description if h.row_description(stmt, fields) and _overrides(h, "data_row")
-        )
+    def row_description(
+        self, stmt: StatementView | None, fields: Sequence[FieldDesc]
+    ) -> tuple[RowHandler, ...]:
+        """The handlers that want the rows of this result (empty: rows pass through undecoded)."""
+        handlers = (h.row_description(stmt, fields) for h in self._row_description)
+        return tuple(handler for handler in handlers if handler is not None)
+
+    def server_message(self, stmt: StatementView | None, mtype: int, body: bytes) -> bytes | None:
+        changed: bytes | None = None
+        for hook in self._server_message:
+            replaced = hook.server_message(stmt, mtype, body if changed is None else changed)
+            if replaced is not None:
+                changed = replaced
+        return changed
 
     def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes:
         for hook in self._copy_data:
@@ -210,13 +256,24 @@ class HookChain:
             hook.close(session, reason)
 
 
-def apply_row_hooks(
-    hooks: Sequence[Hook], stmt: StatementView | None, values: list[bytes | None]
+def apply_row_handlers(
+    handlers: Sequence[RowHandler], buf: bytes, spans: Sequence[tuple[int, int]]
 ) -> list[bytes | None] | None:
-    """Run the interested hooks over one row; the replacement row, or None when nothing changed."""
+    """Run each handler over a run of rows, the next one seeing the rows the previous one replaced."""
     changed: list[bytes | None] | None = None
-    for hook in hooks:
-        replaced = hook.data_row(stmt, values if changed is None else changed)
-        if replaced is not None:
-            changed = replaced
+    for handler in handlers:
+        if changed is not None:  # re-frame the rows as they now stand
+            rows = [r if r is not None else buf[s:e] for r, (s, e) in zip(changed, spans, strict=True)]
+            buf = b"".join(rows)
+            reframed: list[tuple[int, int]] = []
+            pos = 0
+            for r in rows:
+                reframed.append((pos, pos + len(r)))
+                pos += len(r)
+            spans = reframed
+            replaced = handler.data_rows(buf, spans)
+            if replaced is not None:
+                changed = [n if n is not None else c for n, c in zip(replaced, changed, strict=True)]
+        else:
+            changed = handler.data_rows(buf, spans)
     return changed

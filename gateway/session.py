@@ -19,17 +19,26 @@ pipelines too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from gateway import audit
 from gateway.endpoint import Endpoint, PeerClosedError
-from gateway.hooks import ALLOW, Hook, HookChain, SessionInfo, StatementView, Verdict, apply_row_hooks
+from gateway.hooks import (
+    ALLOW,
+    HookChain,
+    RowHandler,
+    SessionInfo,
+    StatementView,
+    Verdict,
+    apply_row_handlers,
+)
 from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
 from gateway.pgwire import messages as m
 from gateway.pgwire import startup as st
@@ -37,7 +46,7 @@ from gateway.spool_waits import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
 from schemas.ids import format_utc, new_event_id
-from schemas.models import Actor, AuthFailedData, Origin, SessionClosedData, SessionOpenedData
+from schemas.models import Actor, AuthFailedData, Envelope, Origin, SessionClosedData, SessionOpenedData
 
 if TYPE_CHECKING:
     from gateway.runtime import ListenerContext
@@ -116,13 +125,10 @@ class Running:
 
 
 @dataclass(slots=True)
-class Expect:
-    kind: int
-    stmts: list[Running] = field(default_factory=list)
-    idx: int = 0
-    refused: bytes | None = None  # our ErrorResponse to send instead of upstream's
-    failed: bool = False
-    row_hooks: tuple[Hook, ...] = ()
+class Prepared:
+    text: str
+    oids: list[int]
+    fields: list[m.FieldDesc] | None = None  # from a Describe of the statement (all in text format)
 
 
 @dataclass(slots=True)
@@ -131,6 +137,34 @@ class Portal:
     params: list[bytes | None] | None
     formats: list[int]
     oids: list[int]
+    prepared: Prepared | None = None
+    result_formats: list[int] = field(default_factory=list)
+    described: list[m.FieldDesc] | None = None  # from a Describe of the portal (with the real formats)
+
+    def fields(self) -> list[m.FieldDesc] | None:
+        """The columns its Execute returns, in the formats Bind asked for; None when never described."""
+        if self.described is not None:
+            return self.described
+        if self.prepared is None or self.prepared.fields is None:
+            return None
+        rf = self.result_formats
+        return [
+            dataclasses.replace(f, format=(rf[0] if len(rf) == 1 else rf[i]) if rf else 0)
+            for i, f in enumerate(self.prepared.fields)
+        ]
+
+
+@dataclass(slots=True)
+class Expect:
+    kind: int
+    stmts: list[Running] = field(default_factory=list)
+    idx: int = 0
+    refused: bytes | None = None  # our ErrorResponse to send instead of upstream's
+    failed: bool = False
+    row_hooks: tuple[RowHandler, ...] = ()
+    portal: Portal | None = None  # K_EXECUTE: its rows are planned from the portal's fields
+    planned: bool = False
+    described: Prepared | Portal | None = None  # K_DESCRIBE: what the RowDescription describes
 
 
 class PgSession:
@@ -160,7 +194,7 @@ class PgSession:
         self._cbuf = b""
         self._ubuf = b""
         self._expect: deque[Expect] = deque()
-        self._prepared: dict[str, tuple[str, list[int]]] = {}
+        self._prepared: dict[str, Prepared] = {}
         self._portals: dict[str, Portal] = {}
         self._sequence = 0
         self._resp_gate = 0
@@ -308,6 +342,7 @@ class PgSession:
             client_port=self.client_port,
             client_app=self.client_app,
             tls=self.tls,
+            emit=self._emit_hook_event,
         )
         self.hooks = HookChain(ctx.hook_factory(self.info) if ctx.hook_factory else ())
         verdict = self.hooks.authenticated(self.info)
@@ -356,6 +391,19 @@ class PgSession:
             role.user,
         )
         return True
+
+    def _emit_hook_event(
+        self, event: type[Envelope], data: object, *, rule: str | None = None, pci: Sequence[str] = ()
+    ) -> str:
+        """A hook's event, appended like a statement's completion (it shares the next flush); without a
+        spool the session ends, as for any record it cannot keep."""
+        assert self.audit is not None
+        subject, event_id, payload = self.audit.hook_event(event, data, rule=rule, pci=pci)
+        try:
+            self._last_seq = self.ctx.spool.append_event(subject, event_id, payload, lazy=True)
+        except SpoolUnavailable as exc:
+            raise SessionEnd("protocol_error", fatal("58030", _spool_message(exc), _SPOOL_HINT)) from None
+        return event_id
 
     async def _verify(self, token: str) -> VerifiedIdentity:
         if not token:
@@ -540,7 +588,9 @@ class PgSession:
                 self._skipping = False
                 expect.append(Expect(K_SYNC))
             elif typ == m.DESCRIBE:
-                expect.append(Expect(K_DESCRIBE))
+                kind, name = m.parse_describe(m.message_body(buf, s, e))
+                target = self._prepared.get(name) if kind == "S" else self._portals.get(name)
+                expect.append(Expect(K_DESCRIBE, described=target))
             elif typ == m.CLOSE:
                 kind, name = m.parse_close(m.message_body(buf, s, e))
                 if kind == "S":
@@ -656,7 +706,7 @@ class PgSession:
                 Expect(K_PARSE, refused=fatal_free("54000", *_too_long_text(len(msg.query), self._max_stmt)))
             )
             return m.parse("", "pcigate statement refused")
-        self._prepared[msg.name] = (msg.query, msg.param_oids)
+        self._prepared[msg.name] = Prepared(msg.query, msg.param_oids)
         self._expect.append(Expect(K_PARSE))
         return None
 
@@ -664,8 +714,14 @@ class PgSession:
         msg = m.parse_bind(m.message_body(buf, s, e))
         prepared = self._prepared.get(msg.statement)
         if prepared is not None:
-            text, oids = prepared
-            self._portals[msg.portal] = Portal(text, msg.params or None, msg.param_formats, oids)
+            self._portals[msg.portal] = Portal(
+                prepared.text,
+                msg.params or None,
+                msg.param_formats,
+                prepared.oids,
+                prepared,
+                msg.result_formats,
+            )
         # An unknown statement name fails upstream (26000); nothing of ours to track.
 
     def _on_execute(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
@@ -687,7 +743,7 @@ class PgSession:
             self._expect.append(Expect(K_EXECUTE, refused=_blocked(verdict)))
             return m.execute(REFUSED_PORTAL), 0, False
         running.started_ns = time.perf_counter_ns()
-        self._expect.append(Expect(K_EXECUTE, stmts=[running]))
+        self._expect.append(Expect(K_EXECUTE, stmts=[running], portal=portal))
         return None, seq, not running.view.info.read_only
 
     def _on_function_call(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int]:
@@ -721,7 +777,7 @@ class PgSession:
         if verdict.action != "allow":
             self.statements_blocked += 1
             return None, verdict, 0
-        event_id = new_event_id()
+        event_id = view.event_id = new_event_id()
         draft = self.audit.command_draft(
             event_id=event_id,
             statement_json=self.audit.statement_json(text, sa, params, formats, oids or ()),
@@ -794,14 +850,18 @@ class PgSession:
         parts: list[bytes] | None = None
         last = 0
         expect = self._expect
+        hooked = self.hooks.wants_row_descriptions
+        rows: list[tuple[int, int]] = []  # a run of DataRows for the row handlers, sent on together
         for typ, s, e in msgs:
             replacement: bytes | None = None
             if typ == _D:
-                if expect and expect[0].row_hooks:
-                    replacement = self._on_data_row(buf, s, e)
-                else:
-                    continue
-            elif typ == _C:
+                if hooked and expect and self._row_handlers(expect[0]):
+                    rows.append((s, e))
+                continue
+            if rows:
+                parts, last = self._on_data_rows(buf, rows, parts, last)
+                rows = []
+            if typ == _C:
                 self._on_command_complete(buf, s, e)
             elif typ == _Z:
                 self._on_ready()
@@ -827,11 +887,14 @@ class PgSession:
                     if new is not body:
                         replacement = m.frame(m.COPY_DATA, new)
             elif typ in _PASS:
-                pass
+                if typ in _HOOKED_SERVER and self.hooks.wants_server_messages:
+                    replacement = self._on_server_message(typ, buf, s, e)
             else:
                 raise m.ProtocolError(f"unexpected message type {chr(typ)!r} from upstream")
             if replacement is not None:
                 parts, last = _splice(parts, buf, last, s, e, replacement)
+        if rows:
+            parts, last = self._on_data_rows(buf, rows, parts, last)
         return _joined(buf, end, parts, last)
 
     def _on_row_description(self, buf: bytes, s: int, e: int) -> None:
@@ -839,23 +902,53 @@ class PgSession:
         if not self._expect:
             return
         entry = self._expect[0]
-        stmt = entry.stmts[entry.idx].view if entry.idx < len(entry.stmts) else None
-        hooks = self.hooks.row_description(stmt, fields)
-        # Describe's RowDescription announces the rows of a later Execute of the same portal.
-        target = entry
         if entry.kind == K_DESCRIBE:
-            for later in self._expect:
-                if later.kind == K_EXECUTE:
-                    target = later
-                    break
-        target.row_hooks = hooks
-
-    def _on_data_row(self, buf: bytes, s: int, e: int) -> bytes | None:
-        entry = self._expect[0]
+            # Describe announces the rows of later Executes: of this portal, or of portals bound from this
+            # statement (in the formats their Bind asks for). They are planned when their rows arrive.
+            if isinstance(entry.described, Portal):
+                entry.described.described = fields
+            elif entry.described is not None:
+                entry.described.fields = fields
+            return
         stmt = entry.stmts[entry.idx].view if entry.idx < len(entry.stmts) else None
-        values = m.parse_data_row(m.message_body(buf, s, e))
-        new = apply_row_hooks(entry.row_hooks, stmt, values)
-        return None if new is None else m.data_row(new)
+        entry.row_hooks = self.hooks.row_description(stmt, fields)
+        entry.planned = True
+
+    def _row_handlers(self, entry: Expect) -> tuple[RowHandler, ...]:
+        """The handlers of the rows now arriving for ``entry``; an Execute's are planned at its first row
+        (its RowDescription came with an earlier Describe, or never)."""
+        if not entry.planned:
+            entry.planned = True
+            fields = entry.portal.fields() if entry.portal is not None else None
+            if fields is None:
+                # Rows whose columns nobody described: they cannot be checked, so they do not pass.
+                raise SessionEnd(
+                    "protocol_error",
+                    fatal(
+                        "42501",
+                        "pcigate: result rows arrived for a statement that was never described, so they "
+                        "cannot be checked for card data; the session was closed",
+                        "send Describe for the statement or portal before Execute (every standard "
+                        "driver does)",
+                    ),
+                )
+            stmt = entry.stmts[0].view if entry.stmts else None
+            entry.row_hooks = self.hooks.row_description(stmt, fields)
+        return entry.row_hooks
+
+    def _on_data_rows(
+        self, buf: bytes, rows: list[tuple[int, int]], parts: list[bytes] | None, last: int
+    ) -> tuple[list[bytes] | None, int]:
+        new = apply_row_handlers(self._expect[0].row_hooks, buf, rows)
+        if new is not None:
+            for (s, e), row in zip(rows, new, strict=True):
+                if row is not None:
+                    parts, last = _splice(parts, buf, last, s, e, row)
+        return parts, last
+
+    def _on_server_message(self, typ: int, buf: bytes, s: int, e: int) -> bytes | None:
+        new = self.hooks.server_message(self._current_stmt(), typ, bytes(m.message_body(buf, s, e)))
+        return None if new is None else m.frame(typ, new)
 
     def _on_command_complete(self, buf: bytes, s: int, e: int) -> None:
         expect = self._expect
@@ -869,6 +962,7 @@ class PgSession:
                 entry.idx += 1
                 self._complete(running, "success", tag=tag)
             entry.row_hooks = ()
+            entry.planned = False
         elif entry.kind == K_EXECUTE:
             expect.popleft()
             if entry.stmts:
@@ -881,6 +975,13 @@ class PgSession:
                 self._complete(entry.stmts[0], "success", tag=None, suspended=True)
 
     def _on_error(self, buf: bytes, s: int, e: int) -> bytes | None:
+        """Track the failure; the message to send instead (ours, or upstream's with values masked)."""
+        replacement = self._track_error(buf, s, e)
+        if replacement is None and self.hooks.wants_server_messages:
+            replacement = self._on_server_message(_E, buf, s, e)
+        return replacement
+
+    def _track_error(self, buf: bytes, s: int, e: int) -> bytes | None:
         expect = self._expect
         fields = m.parse_error_fields(m.message_body(buf, s, e))
         if fields.get("S") in ("FATAL", "PANIC") or not expect:
@@ -1088,6 +1189,17 @@ _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
 _NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
+# Server messages a hook may rewrite (they can carry values) or must see (COPY begins and ends).
+_HOOKED_SERVER: Final = frozenset(
+    {
+        m.NOTICE_RESPONSE,
+        m.NOTIFICATION_RESPONSE,
+        m.FUNCTION_CALL_RESPONSE,
+        m.COPY_OUT_RESPONSE,
+        m.COPY_BOTH_RESPONSE,
+        m.COPY_DONE,
+    }
+)
 _PASS: Final = frozenset(
     {
         m.NOTICE_RESPONSE,

@@ -384,8 +384,8 @@ class MaskLocation(_Closed):
     table: Label512 | None
     column: Label | None
     ordinal: Count | None
-    detector: Literal["column_policy", "pan_luhn", "pan_pattern", "custom_rule"]
-    method: Literal["first6_last4", "last4", "redact", "hmac_token", "null"]
+    detector: Literal["column_policy", "lineage", "pan_luhn", "track_format", "pan_pattern", "custom_rule"]
+    method: Literal["first6_last4", "first8_last4", "last4", "redact", "hmac_token", "null"]
     count: Ordinal
 
 
