@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 from gateway.audit import DigestKey
 from gateway.endpoint import Endpoint
-from gateway.hooks import HookFactory
+from gateway.hooks import Hook, HookFactory, SessionInfo
 from gateway.identity import TokenVerifier
 from gateway.jwks import jwks_source
+from gateway.masking.catalog import CatalogCache
+from gateway.masking.hook import MaskingPolicy
 from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
 from gateway.session import PgSession
 from gateway.spool_link import SpoolLink
@@ -78,6 +80,7 @@ class Gateway:
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: dict[asyncio.Task[None], PgSession] = field(default_factory=dict)
     contexts: list[ListenerContext] = field(default_factory=list)
+    catalogs: list[CatalogCache] = field(default_factory=list)
 
     async def start(self) -> list[str]:
         """Start the spool process, then listen; returns lines describing what listens where."""
@@ -109,10 +112,10 @@ class Gateway:
                     cancels=cancels,
                     failures=failures,
                     digest_key=digest_key,
-                    hook_factory=self.hook_factory,
                 )
             except (SecretError, OSError, ValueError) as exc:
                 raise GatewayStartError(f"connection {conn.name}: {exc}") from None
+            ctx.hook_factory = await self._hooks_for(ctx)
             self.contexts.append(ctx)
             host, port = conn.listen.host, conn.listen.port
             try:
@@ -134,6 +137,21 @@ class Gateway:
                 f"{conn.upstream.database} ({tls})"
             )
         return lines
+
+    async def _hooks_for(self, ctx: ListenerContext) -> HookFactory:
+        """Masking always runs (it is not optional in a PCI data path); test hooks come after it."""
+        conn = ctx.connection
+        role = conn.roles[0]
+        catalog = CatalogCache(conn.upstream, role.user, ctx.password_for(role), ctx.upstream_tls)
+        await catalog.start()
+        self.catalogs.append(catalog)
+        policy = MaskingPolicy(self.config.masking[conn.masking], catalog)
+        extra = self.hook_factory
+
+        def hooks(info: SessionInfo) -> list[Hook]:
+            return [*policy.hooks(info), *(extra(info) if extra is not None else ())]
+
+        return hooks
 
     async def _provision(self) -> None:
         try:
@@ -176,6 +194,8 @@ class Gateway:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        for catalog in self.catalogs:
+            await catalog.stop()
         if self.spool is not None:
             await self.spool.close()  # the spool process drains to NATS (bounded) before it exits
 
