@@ -309,20 +309,8 @@ class SessionAudit:
     # --- session events (rare: validated through the models) --------------------------------------
 
     def session_opened(self, data: SessionOpenedData) -> tuple[str, bytes]:
-        event = SessionOpened(
-            id=new_event_id(),
-            schema_version=SCHEMA_VERSION,
-            time=fast_utc_now(),
-            actor=self.actor,
-            origin=self.origin,
-            target=self.target,
-            session_id=self.session_id,
-            outcome=Outcome(result="success", code=None, message=None),
-            policy=Policy(version=self._policy_version, rule=None),
-            pci=pci_requirements("session.opened"),
-            data=data,
-        )
-        return event.id, event.model_dump_json().encode()
+        _, event_id, payload = self.hook_event(SessionOpened, data)
+        return event_id, payload
 
     def hook_event(
         self,

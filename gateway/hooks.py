@@ -256,6 +256,19 @@ class HookChain:
             hook.close(session, reason)
 
 
+def reframe(
+    buf: bytes, spans: Sequence[tuple[int, int]], replaced: Sequence[bytes | None]
+) -> tuple[bytes, list[tuple[int, int]]]:
+    """The rows as they now stand (a replacement, else the original ``buf[s:e]``), in one new buffer."""
+    rows = [r if r is not None else buf[s:e] for r, (s, e) in zip(replaced, spans, strict=True)]
+    bounds: list[tuple[int, int]] = []
+    pos = 0
+    for r in rows:
+        bounds.append((pos, pos + len(r)))
+        pos += len(r)
+    return b"".join(rows), bounds
+
+
 def apply_row_handlers(
     handlers: Sequence[RowHandler], buf: bytes, spans: Sequence[tuple[int, int]]
 ) -> list[bytes | None] | None:
@@ -263,14 +276,7 @@ def apply_row_handlers(
     changed: list[bytes | None] | None = None
     for handler in handlers:
         if changed is not None:  # re-frame the rows as they now stand
-            rows = [r if r is not None else buf[s:e] for r, (s, e) in zip(changed, spans, strict=True)]
-            buf = b"".join(rows)
-            reframed: list[tuple[int, int]] = []
-            pos = 0
-            for r in rows:
-                reframed.append((pos, pos + len(r)))
-                pos += len(r)
-            spans = reframed
+            buf, spans = reframe(buf, spans, changed)
             replaced = handler.data_rows(buf, spans)
             if replaced is not None:
                 changed = [n if n is not None else c for n, c in zip(replaced, changed, strict=True)]

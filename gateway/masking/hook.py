@@ -305,15 +305,7 @@ class MaskingHook(Hook):
             tally.add(None, "pan_luhn", "first6_last4", pans)
         if tracks:
             tally.add(None, "track_format", "redact", tracks)
-            self._emit_sad(
-                stmt,
-                "track2",
-                surface=surface,
-                ordinal=None,
-                detector="track_format",
-                action="redacted",
-                count=tracks,
-            )
+            self._emit_tracks(stmt, surface, tracks)
         self._emit_applied(stmt, surface, tally)
 
     def _report(self, stmt: StatementView) -> None:
@@ -338,15 +330,7 @@ class MaskingHook(Hook):
                 count=count,
             )
         if pending.tally.tracks:
-            self._emit_sad(
-                stmt,
-                "track2",
-                surface=surface,
-                ordinal=None,
-                detector="track_format",
-                action="redacted",
-                count=pending.tally.tracks,
-            )
+            self._emit_tracks(stmt, surface, pending.tally.tracks)
 
     def _emit_applied(self, stmt: StatementView | None, surface: str, tally: Tally) -> None:
         items = sorted(tally.locations.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0))
@@ -374,6 +358,17 @@ class MaskingHook(Hook):
                 total_values=tally.total,
             ),
             rule=None,
+        )
+
+    def _emit_tracks(self, stmt: StatementView | None, surface: str, count: int) -> None:
+        self._emit_sad(
+            stmt,
+            "track2",
+            surface=surface,
+            ordinal=None,
+            detector="track_format",
+            action="redacted",
+            count=count,
         )
 
     def _emit_sad(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from gateway.hooks import reframe
 from gateway.masking.detect import prefilter
 from gateway.masking.values import FLOAT8, INT8, NUMERIC, Action, mask_by_action, mask_content, method_of
 from gateway.pgwire import messages as m
@@ -115,13 +116,7 @@ class ResultPlan:
             if not found:
                 return None
             return [found.get(k) for k in range(len(spans))]
-        rows = [r if r is not None else buf[s:e] for r, (s, e) in zip(out, spans, strict=True)]
-        joined = b"".join(rows)
-        bounds: list[tuple[int, int]] = []
-        pos = 0
-        for r in rows:
-            bounds.append((pos, pos + len(r)))
-            pos += len(r)
+        joined, bounds = reframe(buf, spans, out)
         for k, row in self._content_pass(joined, bounds, tally).items():
             out[k] = row
         return out
