@@ -541,16 +541,7 @@ BenchError = pb.BenchError
 say = pb.say
 
 
-@dataclass
-class Target:
-    name: str
-    host: str
-    port: int
-    user: str
-    password: str  # never printed; psql gets it through PGPASSWORD
-
-    def env(self) -> dict[str, str]:
-        return pb.pg_env(self.host, self.port, self.user, self.password, DATABASE)
+Target = pb.Target
 
 
 def find_psql(explicit: str | None) -> str:
@@ -1156,22 +1147,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def gateway_target(stack: pb.Stack, home: Path, notes: list[str]) -> Target | None:
-    """The gateway as the bench identity (group payments-admins maps to pcigate_rw), or None with a note."""
-    address = stack.gateway_address()
-    if address is None:
-        notes.append(f"gateway not measured: {stack.gateway_error or '`pcigate dev status` shows it down'}")
-        return None
-    done = pb.pcigate(
-        "token", "--home", str(home), "--sub", pb.BENCH_SUB, "--groups", pb.BENCH_GROUP, "--ttl", "2h"
-    )
-    if done.returncode != 0 or not done.stdout.strip():
-        notes.append(f"gateway not measured: pcigate token failed: {done.stderr.strip()[:200]}")
-        return None
-    say(f"gateway: {address[0]}:{address[1]} as {pb.BENCH_SUB} (group {pb.BENCH_GROUP})")
-    return Target(SUBJECT, address[0], address[1], pb.BENCH_SUB, done.stdout.strip())
-
-
 def _git(*args: str) -> str:
     return subprocess.run(
         ["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10, check=False
@@ -1220,7 +1195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pg_host, pg_port = stack.postgres_address()
             targets = {REFERENCE: Target(REFERENCE, pg_host, pg_port, BENCH_ROLE, stack.secret(BENCH_ROLE))}
             ensure_tables(stack, plan.rows)
-            gateway = gateway_target(stack, home, notes)
+            gateway = pb.gateway_target(stack, home, notes)
             if gateway is not None:
                 targets[SUBJECT] = gateway
             for note in notes:

@@ -350,7 +350,7 @@ class Target:
     host: str
     port: int
     user: str
-    password: str  # never printed; passed to pgbench through PGPASSWORD
+    password: str  # never printed; passed to pgbench and psql through PGPASSWORD
 
     def env(self) -> dict[str, str]:
         return pg_env(self.host, self.port, self.user, self.password, DATABASE)
@@ -456,6 +456,20 @@ class Stack:
             return None
         host, port = listen.rsplit(":", 1)
         return host, int(port)
+
+
+def gateway_target(stack: Stack, home: Path, notes: list[str]) -> Target | None:
+    """The gateway as the bench identity (group payments-admins maps to pcigate_rw), or None with a note."""
+    address = stack.gateway_address()
+    if address is None:
+        notes.append(f"gateway not measured: {stack.gateway_error or '`pcigate dev status` shows it down'}")
+        return None
+    done = pcigate("token", "--home", str(home), "--sub", BENCH_SUB, "--groups", BENCH_GROUP, "--ttl", "2h")
+    if done.returncode != 0 or not done.stdout.strip():
+        notes.append(f"gateway not measured: pcigate token failed: {done.stderr.strip()[:200]}")
+        return None
+    say(f"gateway: {address[0]}:{address[1]} as {BENCH_SUB} (group {BENCH_GROUP})")
+    return Target(SUBJECT, address[0], address[1], BENCH_SUB, done.stdout.strip())
 
 
 def dev_status(home: Path) -> dict[str, Any]:
@@ -831,32 +845,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     say(f"pgbouncer: session pooling on 127.0.0.1:{bouncer.port}")
 
-            if SUBJECT in plan.targets:
-                address = stack.gateway_address()
-                if address is None:
-                    why = stack.gateway_error or "`pcigate dev status` shows it down"
-                    notes.append(f"gateway not measured: {why}")
-                else:
-                    done = pcigate(
-                        "token",
-                        "--home",
-                        str(home),
-                        "--sub",
-                        BENCH_SUB,
-                        "--groups",
-                        BENCH_GROUP,
-                        "--ttl",
-                        "2h",
-                    )
-                    if done.returncode != 0 or not done.stdout.strip():
-                        notes.append(
-                            f"gateway not measured: pcigate token failed: {done.stderr.strip()[:200]}"
-                        )
-                    else:
-                        targets[SUBJECT] = Target(
-                            SUBJECT, address[0], address[1], BENCH_SUB, done.stdout.strip()
-                        )
-                        say(f"gateway: {address[0]}:{address[1]} as {BENCH_SUB} (group {BENCH_GROUP})")
+            if SUBJECT in plan.targets and (gateway := gateway_target(stack, home, notes)) is not None:
+                targets[SUBJECT] = gateway
             for note in notes:
                 say(f"  ! {note}")
 
