@@ -175,9 +175,8 @@ class MaskingHook(Hook):
             return Verdict(
                 "block",
                 "42501",
-                "pcigate: this statement reads card data columns, but which result columns derive from "
-                f"them cannot be determined ({lineage.unknown}), so it was not run; select the columns "
-                "by name, or ask for an approval",
+                "pcigate: which result columns of this statement carry card data cannot be determined "
+                f"({lineage.unknown}), so it was not run; select the columns by name",
                 rule="masking-lineage-unknown",
             )
         if lineage.derived and self.policy.profile.derived == "block":
