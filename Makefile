@@ -20,7 +20,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Stamps re-run the install whenever the project metadata or the pinned versions change.
-$(VENV)/.demo-installed: $(BIN)/python pyproject.toml constraints.txt
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml constraints.txt setup.py gateway/masking/_rowwalk.c
 	$(PIP) -e '.[dev]'
 	@touch $@
 

@@ -118,7 +118,7 @@ class Endpoint(asyncio.Protocol):
         msg = await self.read_exact(1 + length)
         return msg[0], msg[5:]
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 

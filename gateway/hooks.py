@@ -106,9 +106,10 @@ ALLOW = Verdict("allow")
 class RowHandler(Protocol):
     """Takes the rows of one result set, a received buffer at a time."""
 
-    def data_rows(self, buf: bytes, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
-        """``buf[s:e]`` of each span is one whole DataRow message. Return a replacement message per row
-        (None: keep it), or None when no row changed."""
+    def data_rows(self, buf: bytearray, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
+        """``buf[s:e]`` of each span is one whole DataRow message. A handler may rewrite a row in place
+        when its length stays (no copy, the common case of masking); it returns a replacement message per
+        row whose length changes (None: keep what is in ``buf``), or None when there is none."""
         ...
 
 
@@ -257,20 +258,20 @@ class HookChain:
 
 
 def reframe(
-    buf: bytes, spans: Sequence[tuple[int, int]], replaced: Sequence[bytes | None]
-) -> tuple[bytes, list[tuple[int, int]]]:
-    """The rows as they now stand (a replacement, else the original ``buf[s:e]``), in one new buffer."""
+    buf: bytes | bytearray, spans: Sequence[tuple[int, int]], replaced: Sequence[bytes | None]
+) -> tuple[bytearray, list[tuple[int, int]]]:
+    """The rows as they now stand (a replacement, else ``buf[s:e]``), in one new writable buffer."""
     rows = [r if r is not None else buf[s:e] for r, (s, e) in zip(replaced, spans, strict=True)]
     bounds: list[tuple[int, int]] = []
     pos = 0
     for r in rows:
         bounds.append((pos, pos + len(r)))
         pos += len(r)
-    return b"".join(rows), bounds
+    return bytearray().join(rows), bounds
 
 
 def apply_row_handlers(
-    handlers: Sequence[RowHandler], buf: bytes, spans: Sequence[tuple[int, int]]
+    handlers: Sequence[RowHandler], buf: bytearray, spans: Sequence[tuple[int, int]]
 ) -> list[bytes | None] | None:
     """Run each handler over a run of rows, the next one seeing the rows the previous one replaced."""
     changed: list[bytes | None] | None = None

@@ -19,6 +19,7 @@ from gateway.endpoint import Endpoint
 from gateway.hooks import Hook, HookFactory, SessionInfo
 from gateway.identity import TokenVerifier
 from gateway.jwks import jwks_source
+from gateway.masking import rowwalk
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.hook import MaskingPolicy
 from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
@@ -88,6 +89,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         digest_key = digest_key_from(config)
         verifier = TokenVerifier(config.identity, jwks_source(config.identity))
+        if not rowwalk.NATIVE:
+            log.warning(
+                "masking runs its pure-Python row walk (gateway/masking/_rowwalk.c is not built), which is "
+                "~10x slower on card columns: reinstall with a C compiler (`pip install -e .`)"
+            )
         await self._provision()
         spool = SpoolLink(
             config.model_dump(mode="json"),

@@ -42,6 +42,7 @@ from gateway.hooks import (
 from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
 from gateway.pgwire import messages as m
 from gateway.pgwire import startup as st
+from gateway.pgwire.messages import Buf
 from gateway.spool_waits import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
@@ -202,9 +203,9 @@ class PgSession:
         # true while that applies to messages the client has not sent yet when the error arrived.
         self._skipping = False
         self._last_seq = 0  # this session's newest audit record
-        self._held_up: bytes | None = None
+        self._held_up: bytes | bytearray | None = None
         self._client_backlog: list[bytes] = []
-        self._held_down: deque[tuple[int, bytes]] = deque()
+        self._held_down: deque[tuple[int, bytes | bytearray]] = deque()
         self._down_waiting = False
         self._done: asyncio.Future[str] | None = None
         self._copy_hooks_out = False
@@ -557,7 +558,7 @@ class PgSession:
         self._cbuf = buf[end:]
         if not msgs:
             return
-        parts: list[bytes] | None = None
+        parts: list[bytes | bytearray] | None = None
         last = 0
         gate = 0  # highest intent seq that must be durable before this batch goes upstream
         sent = 0  # highest intent seq in this batch
@@ -832,7 +833,7 @@ class PgSession:
             return
         durable = self.ctx.spool.durable_seq
         held = self._held_down
-        chunks: list[bytes] = []
+        chunks: list[bytes | bytearray] = []
         while held and held[0][0] <= durable:
             chunks.append(held.popleft()[1])
         if chunks:
@@ -843,23 +844,27 @@ class PgSession:
             self._down_waiting = True
             self.ctx.spool.when_durable(held[0][0], self._release_down)
 
-    def _process_upstream(self, data: bytes) -> bytes:
-        buf = self._ubuf + data if self._ubuf else data
+    def _process_upstream(self, data: bytes) -> bytes | bytearray:
+        buf: bytes | bytearray = self._ubuf + data if self._ubuf else data
         msgs, end = m.scan(buf, 0, 1 << 30)
-        self._ubuf = buf[end:]
-        parts: list[bytes] | None = None
+        self._ubuf = bytes(buf[end:])
+        parts: list[bytes | bytearray] | None = None
         last = 0
         expect = self._expect
         hooked = self.hooks.wants_row_descriptions
         rows: list[tuple[int, int]] = []  # a run of DataRows for the row handlers, sent on together
+        run: tuple[RowHandler, ...] | None = None  # the handlers of that run (None: not yet looked up)
         for typ, s, e in msgs:
             replacement: bytes | None = None
             if typ == _D:
-                if hooked and expect and self._row_handlers(expect[0]):
+                if run is None:
+                    run = self._row_handlers(expect[0]) if hooked and expect else ()
+                if run:
                     rows.append((s, e))
                 continue
+            run = None
             if rows:
-                parts, last = self._on_data_rows(buf, rows, parts, last)
+                buf, parts, last = self._on_data_rows(buf, rows, parts, last)
                 rows = []
             if typ == _C:
                 self._on_command_complete(buf, s, e)
@@ -894,10 +899,10 @@ class PgSession:
             if replacement is not None:
                 parts, last = _splice(parts, buf, last, s, e, replacement)
         if rows:
-            parts, last = self._on_data_rows(buf, rows, parts, last)
+            buf, parts, last = self._on_data_rows(buf, rows, parts, last)
         return _joined(buf, end, parts, last)
 
-    def _on_row_description(self, buf: bytes, s: int, e: int) -> None:
+    def _on_row_description(self, buf: Buf, s: int, e: int) -> None:
         fields = m.parse_row_description(m.message_body(buf, s, e))
         if not self._expect:
             return
@@ -937,20 +942,28 @@ class PgSession:
         return entry.row_hooks
 
     def _on_data_rows(
-        self, buf: bytes, rows: list[tuple[int, int]], parts: list[bytes] | None, last: int
-    ) -> tuple[list[bytes] | None, int]:
+        self,
+        buf: bytes | bytearray,
+        rows: list[tuple[int, int]],
+        parts: list[bytes | bytearray] | None,
+        last: int,
+    ) -> tuple[bytearray, list[bytes | bytearray] | None, int]:
+        """Hand a run of rows to the result's handlers; the buffer becomes writable (one copy per received
+        buffer) because they mask in place where a value keeps its length."""
+        if type(buf) is not bytearray:
+            buf = bytearray(buf)
         new = apply_row_handlers(self._expect[0].row_hooks, buf, rows)
         if new is not None:
             for (s, e), row in zip(rows, new, strict=True):
                 if row is not None:
                     parts, last = _splice(parts, buf, last, s, e, row)
-        return parts, last
+        return buf, parts, last
 
-    def _on_server_message(self, typ: int, buf: bytes, s: int, e: int) -> bytes | None:
+    def _on_server_message(self, typ: int, buf: Buf, s: int, e: int) -> bytes | None:
         new = self.hooks.server_message(self._current_stmt(), typ, bytes(m.message_body(buf, s, e)))
         return None if new is None else m.frame(typ, new)
 
-    def _on_command_complete(self, buf: bytes, s: int, e: int) -> None:
+    def _on_command_complete(self, buf: Buf, s: int, e: int) -> None:
         expect = self._expect
         if not expect:
             return
@@ -974,14 +987,14 @@ class PgSession:
             if entry.stmts:
                 self._complete(entry.stmts[0], "success", tag=None, suspended=True)
 
-    def _on_error(self, buf: bytes, s: int, e: int) -> bytes | None:
+    def _on_error(self, buf: Buf, s: int, e: int) -> bytes | None:
         """Track the failure; the message to send instead (ours, or upstream's with values masked)."""
         replacement = self._track_error(buf, s, e)
         if replacement is None and self.hooks.wants_server_messages:
             replacement = self._on_server_message(_E, buf, s, e)
         return replacement
 
-    def _track_error(self, buf: bytes, s: int, e: int) -> bytes | None:
+    def _track_error(self, buf: Buf, s: int, e: int) -> bytes | None:
         expect = self._expect
         fields = m.parse_error_fields(m.message_body(buf, s, e))
         if fields.get("S") in ("FATAL", "PANIC") or not expect:
@@ -1216,8 +1229,13 @@ _PASS: Final = frozenset(
 
 
 def _splice(  # noqa: PLR0917 - hot path: plain positional call, no per-batch object
-    parts: list[bytes] | None, buf: bytes, last: int, start: int, end: int, replacement: bytes
-) -> tuple[list[bytes], int]:
+    parts: list[bytes | bytearray] | None,
+    buf: bytes | bytearray,
+    last: int,
+    start: int,
+    end: int,
+    replacement: bytes,
+) -> tuple[list[bytes | bytearray], int]:
     """Record that ``buf[start:end]`` goes out as ``replacement``; untouched bytes stay one slice."""
     if parts is None:
         parts = []
@@ -1226,7 +1244,9 @@ def _splice(  # noqa: PLR0917 - hot path: plain positional call, no per-batch ob
     return parts, end
 
 
-def _joined(buf: bytes, end: int, parts: list[bytes] | None, last: int) -> bytes:
+def _joined(
+    buf: bytes | bytearray, end: int, parts: list[bytes | bytearray] | None, last: int
+) -> bytes | bytearray:
     """The bytes to forward: the received buffer itself when nothing was replaced (the common case)."""
     if parts is None:
         return buf[:end] if end != len(buf) else buf

@@ -127,7 +127,7 @@ class _Rows:
         self._plan = plan
         self._tally = tally
 
-    def data_rows(self, buf: bytes, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
+    def data_rows(self, buf: bytearray, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
         return self._plan.mask_rows(buf, spans, self._tally)
 
 

@@ -3,12 +3,16 @@
 A :class:`ResultPlan` is compiled once per result (from its RowDescription, the column rules and the
 statement's lineage) and then applied to runs of whole DataRow messages as they sit in the received buffer:
 
-- columns with an action are found by walking each row's length words, up to the last such column only;
-- binary numbers (int8, numeric, float8), where a card number is invisible to a byte scan, are decoded;
-- everything else is left to one compiled prefilter scan over the whole run of rows; only a row the scan
-  flags is decoded and content-masked. A result with no masked column and no candidate costs that scan.
+- text values of columns with an action are masked in place, same length, by one native walk over the
+  run's length words (:mod:`gateway.masking.rowwalk`);
+- the same walk flags the rare rows that need Python: a NULL action or a number column with an action
+  (the value becomes NULL, so the row changes length), and binary numbers large enough to be a card number
+  (int8, numeric, float8 in binary format, where a byte scan cannot see one);
+- everything else is left to one compiled prefilter scan over the whole run; only a row the scan flags is
+  decoded and content-masked. A result with no masked column and no candidate costs that scan.
 
-Rows come back as replacement messages (None: unchanged), so the session can splice them into its output.
+Rows whose length changes come back as replacement messages (None: unchanged, perhaps masked in place),
+so the session can splice them into its output.
 """
 
 from __future__ import annotations
@@ -20,8 +24,21 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from gateway.hooks import reframe
+from gateway.masking import rowwalk
 from gateway.masking.detect import prefilter
-from gateway.masking.values import FLOAT8, INT8, NUMERIC, Action, mask_by_action, mask_content, method_of
+from gateway.masking.values import (
+    BYTEA,
+    FLOAT8,
+    INT8,
+    JSONB,
+    NUMERIC,
+    NUMERIC_OIDS,
+    TEXT_OIDS,
+    Action,
+    mask_by_action,
+    mask_content,
+    method_of,
+)
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
 
@@ -32,6 +49,9 @@ Detector = Literal["column_policy", "lineage", "pan_luhn", "track_format"]
 _I32: Final = struct.Struct("!i")
 _HEAD: Final = struct.Struct("!Bi")
 _BINARY_NUMBERS: Final = frozenset({INT8, NUMERIC, FLOAT8})
+_NUMBER_CHECK: Final = {INT8: rowwalk.OP_INT8, NUMERIC: rowwalk.OP_NUMERIC, FLOAT8: rowwalk.OP_FLOAT8}
+_FLAGGING: Final = frozenset({rowwalk.OP_FLAG, *_NUMBER_CHECK.values()})
+_TEXT_OP: Final = {"full": rowwalk.OP_FULL, "last4": rowwalk.OP_LAST4}
 # An int8 below 2^39 * ... : the top three bytes zero and the fourth below 0xE8 means < 10^12, too few
 # digits for a PAN; most ids and counters are, so the row walk skips them without decoding.
 _SMALL_INT8_TOP: Final = 0xE8
@@ -67,7 +87,7 @@ class Tally:
 class ResultPlan:
     """How to mask the rows of one result set; see the module docstring."""
 
-    __slots__ = ("_fields", "_keep_bin", "_names", "_sad", "_walk", "content", "masks")
+    __slots__ = ("_fields", "_keep_bin", "_ops", "_sad", "_walk", "content", "masks")
 
     def __init__(
         self,
@@ -83,16 +103,21 @@ class ResultPlan:
         self.content = content
         self._keep_bin = keep_bin
         self._sad = sad  # ordinals of columns holding sensitive authentication data (CVV, tracks, PIN)
-        walk = set(self.masks)
+        ops: dict[int, int] = {}
+        for index, mk in self.masks.items():
+            ops[index] = _text_op(mk.action, fields[index], keep_bin) or rowwalk.OP_FLAG
         if content:
-            walk.update(i for i, f in enumerate(fields) if f.format == 1 and f.type_oid in _BINARY_NUMBERS)
-        self._walk = sorted(walk)
-        self._names = tuple(f.name for f in fields)
+            for index, f in enumerate(fields):
+                if f.format == 1 and f.type_oid in _NUMBER_CHECK and index not in ops:
+                    ops[index] = _NUMBER_CHECK[f.type_oid]
+        self._ops = sorted(ops.items())  # the native walk: masks text in place, flags the rest
+        # The rows it flags are walked again in Python over these columns only (never the masked text).
+        self._walk = [index for index, op in self._ops if op in _FLAGGING]
 
     @property
     def active(self) -> bool:
         """Whether any row of this result may need work."""
-        return bool(self._walk) or self.content
+        return bool(self._ops) or self.content
 
     def field(self, index: int) -> FieldDesc:
         return self._fields[index]
@@ -100,15 +125,25 @@ class ResultPlan:
     # ---------------------------------------------------------------------------------------------
 
     def mask_rows(
-        self, buf: bytes, spans: Sequence[tuple[int, int]], tally: Tally
+        self, buf: bytearray, spans: Sequence[tuple[int, int]], tally: Tally
     ) -> list[bytes | None] | None:
-        """Replacement messages for ``buf[s:e]`` of each span (None: unchanged), or None if none changed."""
+        """Mask ``buf[s:e]`` of each span in place where lengths stay; replacement messages for the rows
+        whose length changes (None: in place or unchanged), or None if there are none."""
         out: list[bytes | None] | None = None
-        if self._walk:
-            walk = self._walk_row
-            out = [walk(buf, s, e, tally) for s, e in spans]
-            if not any(r is not None for r in out):
-                out = None
+        if self._ops:
+            try:
+                counts, flagged = rowwalk.mask_columns(buf, spans, self._ops)
+            except ValueError as exc:
+                raise m.ProtocolError(f"malformed DataRow from upstream: {exc}") from None
+            self._count(counts, tally)
+            if flagged:
+                walk = self._walk_row
+                for k in flagged:
+                    row = walk(buf, *spans[k], tally)
+                    if row is not None:
+                        if out is None:
+                            out = [None] * len(spans)
+                        out[k] = row
         if not self.content:
             return out
         if out is None:
@@ -121,12 +156,31 @@ class ResultPlan:
             out[k] = row
         return out
 
-    def _walk_row(self, buf: bytes, s: int, e: int, tally: Tally) -> bytes | None:
-        """Apply the column actions (and binary-number checks) to one row; the new message or None."""
+    def _count(self, counts: Sequence[int], tally: Tally) -> None:
+        """Fold the native walk's per-column counts into the statement's tally."""
+        for i, (index, op) in enumerate(self._ops):
+            masked = counts[2 * i]
+            if not masked or op in _FLAGGING:
+                continue
+            mk = self.masks[index]
+            if mk.action == "bin_last4":
+                keep8 = counts[2 * i + 1]
+                if keep8:
+                    tally.add(index, mk.detector, "first8_last4", keep8)
+                if masked > keep8:
+                    tally.add(index, mk.detector, "first6_last4", masked - keep8)
+            else:
+                tally.add(index, mk.detector, method_of(mk.action, keep_bin=self._keep_bin), masked)
+            if index in self._sad:
+                tally.sad_columns[index] = tally.sad_columns.get(index, 0) + masked
+
+    def _walk_row(self, buf: bytearray, s: int, e: int, tally: Tally) -> bytes | None:
+        """Apply the flagged columns' actions and binary-number checks to one row (its length words were
+        checked by the native walk); the new message or None."""
         unpack = _I32.unpack_from
         pos = s + 7  # type byte, length, column count
         col = 0
-        pieces: list[bytes] | None = None
+        pieces: list[bytes | bytearray] | None = None
         last = s + 5  # start of the body: the header is rebuilt when anything changed
         masks = self.masks
         for target in self._walk:
@@ -140,7 +194,7 @@ class ResultPlan:
                 col += 1
                 continue
             start = pos + 4
-            value = buf[start : start + n]
+            value = bytes(buf[start : start + n])
             f = self._fields[target]
             mk = masks.get(target)
             if mk is not None:
@@ -190,7 +244,9 @@ class ResultPlan:
         body = b"".join(pieces)
         return _HEAD.pack(m.DATA_ROW, len(body) + 4) + body
 
-    def _content_pass(self, data: bytes, bounds: Sequence[tuple[int, int]], tally: Tally) -> dict[int, bytes]:
+    def _content_pass(
+        self, data: bytes | bytearray, bounds: Sequence[tuple[int, int]], tally: Tally
+    ) -> dict[int, bytes]:
         """Rows of ``data`` the prefilter flags, content-masked; key: index into ``bounds``."""
         first_end = prefilter().first_end
         begin, finish = bounds[0][0], bounds[-1][1]
@@ -207,7 +263,7 @@ class ResultPlan:
             pos = e
         return changed
 
-    def _content_row(self, data: bytes, s: int, e: int, tally: Tally) -> bytes | None:
+    def _content_row(self, data: bytes | bytearray, s: int, e: int, tally: Tally) -> bytes | None:
         values = m.parse_data_row(memoryview(data)[s + 5 : e])
         hit = False
         for i, value in enumerate(values):
@@ -225,3 +281,18 @@ class ResultPlan:
                 if result.tracks:
                     tally.add(i, "track_format", "null" if result.value is None else "redact", result.tracks)
         return m.data_row(values) if hit else None
+
+
+def _text_op(action: Action, f: FieldDesc, keep_bin: int) -> int | None:
+    """The native walk's in-place operation for an action on this column, or None when the value has no
+    same-length masked form (see :func:`mask_by_action`): NULL actions, numbers, bytea, binary jsonb."""
+    if action in ("clear", "null"):
+        return None
+    textual = (f.format == 0 and f.type_oid not in NUMERIC_OIDS and f.type_oid != BYTEA) or (
+        f.format == 1 and f.type_oid in TEXT_OIDS and f.type_oid != JSONB
+    )
+    if not textual:
+        return None
+    if action == "bin_last4":
+        return rowwalk.OP_BIN8 if keep_bin == 8 else rowwalk.OP_BIN6
+    return _TEXT_OP[action]

@@ -25,8 +25,9 @@ AMEX = "378282246310005"
 TEXT, INT8, NUMERIC, BYTEA, JSONB, INT4 = 25, 20, 1700, 17, 3802, 23
 
 
-def rows_of(*rows: list[bytes | None]) -> tuple[bytes, list[tuple[int, int]]]:
-    buf = b""
+def rows_of(*rows: list[bytes | None]) -> tuple[bytearray, list[tuple[int, int]]]:
+    """Whole DataRow messages in one writable buffer, as the session hands them to a row handler."""
+    buf = bytearray()
     spans = []
     for r in rows:
         msg = m.data_row(r)
@@ -36,7 +37,7 @@ def rows_of(*rows: list[bytes | None]) -> tuple[bytes, list[tuple[int, int]]]:
 
 
 def decoded(
-    buf: bytes, spans: list[tuple[int, int]], out: list[bytes | None] | None
+    buf: bytearray, spans: list[tuple[int, int]], out: list[bytes | None] | None
 ) -> list[list[bytes | None]]:
     msgs = [buf[s:e] if out is None or out[k] is None else out[k] for k, (s, e) in enumerate(spans)]
     result = []
@@ -81,7 +82,9 @@ def test_content_detection_finds_pans_in_any_text_column() -> None:
 def test_nothing_to_mask_returns_none_without_touching_rows() -> None:
     plan = ResultPlan(FIELDS, [], content=True)
     buf, spans = rows_of(*([b"1", b"x", b"2026-01-01 12:00:00", b"order 12345678"] for _ in range(50)))
+    before = bytes(buf)
     assert plan.mask_rows(buf, spans, Tally()) is None
+    assert buf == before
 
 
 def test_binary_int8_and_numeric_pans_become_null() -> None:
