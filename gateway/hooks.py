@@ -11,7 +11,7 @@ ends the session (fail closed) — a broken policy never lets a statement throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -120,6 +120,12 @@ class Hook:
         """The identity is verified and upstream is connected. A ``block`` verdict ends the session."""
         return None
 
+    def wait_before(self, text: str) -> Awaitable[None] | None:
+        """Something to wait for before ``text`` can be judged (a fresher catalog, a person's decision),
+        or None. The session holds that statement and everything the client sent after it, waits, then
+        asks again before judging, so a hook must answer None the second time or the session waits on."""
+        return None
+
     def statement(self, stmt: StatementView) -> Verdict | None:
         """Before a statement is sent upstream; ``None`` means no opinion (allow)."""
         return None
@@ -169,12 +175,14 @@ class HookChain:
         "_row_description",
         "_server_message",
         "_statement",
+        "_wait_before",
         "hooks",
     )
 
     def __init__(self, hooks: Sequence[Hook] = ()) -> None:
         self.hooks = tuple(hooks)
         self._authenticated = [h for h in self.hooks if _overrides(h, "authenticated")]
+        self._wait_before = [h for h in self.hooks if _overrides(h, "wait_before")]
         self._statement = [h for h in self.hooks if _overrides(h, "statement")]
         self._row_description = [h for h in self.hooks if _overrides(h, "row_description")]
         self._server_message = [h for h in self.hooks if _overrides(h, "server_message")]
@@ -182,6 +190,10 @@ class HookChain:
         self._command_complete = [h for h in self.hooks if _overrides(h, "command_complete")]
         self._error = [h for h in self.hooks if _overrides(h, "error")]
         self._close = [h for h in self.hooks if _overrides(h, "close")]
+
+    @property
+    def wants_waits(self) -> bool:
+        return bool(self._wait_before)
 
     @property
     def wants_statements(self) -> bool:
@@ -213,6 +225,14 @@ class HookChain:
             if verdict is not None and verdict.action != "allow":
                 return verdict
         return ALLOW
+
+    def wait_before(self, text: str) -> Awaitable[None] | None:
+        """The first thing a hook wants to wait for before ``text`` is judged."""
+        for hook in self._wait_before:
+            wait = hook.wait_before(text)
+            if wait is not None:
+                return wait
+        return None
 
     def statement(self, stmt: StatementView) -> Verdict:
         """The first non-allow verdict wins; every hook sees the statement until then."""

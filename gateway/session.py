@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -205,6 +205,7 @@ class PgSession:
         self._last_seq = 0  # this session's newest audit record
         self._held_up: bytes | bytearray | None = None
         self._client_backlog: list[bytes] = []
+        self._wait: asyncio.Task[None] | None = None  # a hook's wait before judging a held statement
         self._held_down: deque[tuple[int, bytes | bytearray]] = deque()
         self._down_waiting = False
         self._done: asyncio.Future[str] | None = None
@@ -246,6 +247,8 @@ class PgSession:
             reason = "protocol_error"
             self.client.write(fatal("XX000", "pcigate: internal gateway error; the session was closed"))
         finally:
+            if self._wait is not None:
+                self._wait.cancel()
             await self._finish(reason)
 
     async def _handshake(self) -> bool:
@@ -522,7 +525,7 @@ class PgSession:
             self.upstream.endpoint.resume_reading()
 
     def _upstream_drained(self) -> None:
-        if self._held_up is None:
+        if self._held_up is None and self._wait is None:
             self.client.resume_reading()
 
     def _client_lost(self, exc: Exception | None) -> None:
@@ -536,7 +539,7 @@ class PgSession:
     def _from_client(self, data: bytes) -> None:
         self.bytes_from_client += len(data)
         self._last_activity = time.monotonic()
-        if self._held_up is not None or self._client_backlog:
+        if self._held_up is not None or self._wait is not None or self._client_backlog:
             self._client_backlog.append(data)
             return
         self._guarded(self._process_client, data)
@@ -563,11 +566,21 @@ class PgSession:
         gate = 0  # highest intent seq that must be durable before this batch goes upstream
         sent = 0  # highest intent seq in this batch
         expect = self._expect
+        waits = self.hooks.wants_waits
         for typ, s, e in msgs:
             replacement: bytes | None = None
             if self._skipping and typ not in _NOT_SKIPPED:
                 self._skipped(typ, buf, s, e)
                 continue
+            if waits and typ in _JUDGED:
+                wait = self._wait_before(typ, buf, s, e)
+                if wait is not None:
+                    # This message and all after it wait; what came before goes on now.
+                    self._client_backlog.insert(0, bytes(buf[s:]))
+                    self._cbuf = b""
+                    end = s
+                    self._hold_for(wait)
+                    break
             if typ == m.QUERY:
                 replacement, seq, write = self._on_query(buf, s, e)
                 if seq:
@@ -619,6 +632,8 @@ class PgSession:
                 parts, last = _splice(parts, buf, last, s, e, replacement)
         out = _joined(buf, end, parts, last)
         self._resp_gate = max(self._resp_gate, sent)
+        if not out:
+            return
         if gate and self.ctx.spool.durable_seq < gate:
             self._held_up = out
             self.client.pause_reading()
@@ -634,14 +649,51 @@ class PgSession:
             return
         assert self.upstream is not None and held is not None
         self.upstream.endpoint.write(held)
-        # Client bytes that arrived while the batch was held: one batch now, gated like any other.
+        self._drain_backlog()
+
+    def _drain_backlog(self) -> None:
+        """Client bytes that arrived while a batch was held or a statement waited: one batch now, judged
+        and gated like any other; then read from the client again if nothing holds it back."""
+        if self._held_up is not None or self._wait is not None or self._done is None or self._done.done():
+            return
         backlog, self._client_backlog = self._client_backlog, []
         if backlog:
             self._guarded(self._process_client, b"".join(backlog))
-        if self._held_up is None and not self.client.closed:
-            upstream = self.upstream.endpoint
-            if not upstream.write_paused:
+        if self._held_up is None and self._wait is None and not self.client.closed:
+            assert self.upstream is not None
+            if not self.upstream.endpoint.write_paused:
                 self.client.resume_reading()
+
+    def _wait_before(self, typ: int, buf: bytes, s: int, e: int) -> Awaitable[None] | None:
+        """What a hook wants to wait for before the statements of this Query or Execute are judged."""
+        body = m.message_body(buf, s, e)
+        if typ == m.QUERY:
+            if len(body) - 1 > self._max_stmt:
+                return None  # refused as too long when it is judged
+            texts = split_statements(m.parse_query(body))
+        else:
+            portal = self._portals.get(m.parse_execute(body).portal)
+            texts = [portal.text] if portal is not None else []
+        for text in texts:
+            wait = self.hooks.wait_before(text)
+            if wait is not None:
+                return wait
+        return None
+
+    def _hold_for(self, wait: Awaitable[None]) -> None:
+        """Stop reading from the client until ``wait`` is over (a hook bounds it), then go on."""
+        self.client.pause_reading()
+
+        async def waiting() -> None:
+            try:
+                await wait
+            except Exception:  # the hook's trouble: the statement is judged as things stand
+                log.exception("session %s: waiting before a statement failed", self.session_id)
+            finally:
+                self._wait = None
+                self._drain_backlog()
+
+        self._wait = asyncio.ensure_future(waiting())
 
     def _on_query(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
         body = m.message_body(buf, s, e)
@@ -1201,6 +1253,7 @@ _SPOOL_HINT: Final = (
 _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
 _NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
+_JUDGED: Final = frozenset({m.QUERY, m.EXECUTE})  # the messages that run statements a hook may hold
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
 # Server messages a hook may rewrite (they can carry values) or must see (COPY begins and ends).
 _HOOKED_SERVER: Final = frozenset(

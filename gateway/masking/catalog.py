@@ -4,9 +4,11 @@ A RowDescription names a column as the query renamed it (``SELECT pan AS x``) bu
 OID and column number: with this catalog the real name, and so its column rule, is recovered. Lineage
 uses the column lists to expand ``*``, whole-row references and ``COPY table TO``.
 
-One query over the gateway's own upstream connection (with the connection's first vaulted role), at start
-and every ``REFRESH`` seconds; a table created since is unknown until then, and the masking hook fails
-closed for what it cannot resolve.
+One query over the gateway's own upstream connection (with the connection's first vaulted role), at start,
+every ``REFRESH`` seconds, soon after a session runs DDL, and when a statement names what the catalog does
+not know (:meth:`CatalogCache.fresh`: a read that begins after the statement arrived, shared by the
+sessions waiting meanwhile, at most four a second). What is still unknown after that, the masking hook
+fails closed for.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = ["Catalog", "CatalogCache"]
 log = logging.getLogger(__name__)
 
 REFRESH: Final = 60.0
+FRESH_INTERVAL: Final = 0.25  # reads for statements that wait for the catalog start at most this often
+FRESH_WAIT: Final = 5.0  # and such a statement waits at most this long
 _QUERY: Final = (
     "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname "
     "FROM pg_catalog.pg_class c "
@@ -96,6 +100,9 @@ class CatalogCache:
         self.current: Catalog | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._last_start = -FRESH_INTERVAL  # loop time the latest read began
+        self._read_since = -1.0  # the latest begin of a read that has ended, loaded or not
+        self._next: asyncio.Future[None] | None = None  # the read statements waiting for a catalog share
 
     async def start(self) -> None:
         await self.refresh()
@@ -106,11 +113,35 @@ class CatalogCache:
         self._wake.set()
 
     async def refresh(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = self._last_start = loop.time()
         try:
             async with asyncio.timeout(15):
                 self.current = await load_catalog(*self._args)
         except (UpstreamError, OSError, TimeoutError, m.ProtocolError) as exc:
             log.warning("masking catalog of %s not loaded: %s", self._args[0].host, exc)
+        finally:
+            self._read_since = max(self._read_since, started)
+
+    async def fresh(self) -> None:
+        """Return once a catalog read that began after this call has ended (or after ``FRESH_WAIT``): a
+        statement names a table the catalog may not know, perhaps created a moment ago. Reads start at
+        most every ``FRESH_INTERVAL`` seconds and serve every session waiting meanwhile, so a burst of such
+        statements costs the database a few catalog queries, not one each."""
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FRESH_WAIT):
+                while self._read_since < asked:
+                    if self._next is None or self._next.done():
+                        delay = self._last_start + FRESH_INTERVAL - loop.time()
+                        self._next = asyncio.ensure_future(self._refresh_after(delay))
+                    await asyncio.shield(self._next)
+
+    async def _refresh_after(self, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self.refresh()
 
     async def _loop(self) -> None:
         while True:
@@ -122,7 +153,8 @@ class CatalogCache:
             await self.refresh()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._next):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

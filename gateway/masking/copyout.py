@@ -71,6 +71,7 @@ class CopyMasker:
             if masked.pans or masked.tracks:
                 tally.pans += masked.pans
                 tally.tracks += masked.tracks
+                tally.track1 += masked.track1
                 tally.add(None, "pan_luhn", method_of("bin_last4", keep_bin=self.keep_bin), masked.pans or 1)
                 out = masked.data
         return None if out == data else out

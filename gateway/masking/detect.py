@@ -334,7 +334,8 @@ class Masked:
 
     data: bytes
     pans: int
-    tracks: int
+    tracks: int  # whole tracks, of which ``track1`` are track 1 layouts
+    track1: int = 0
 
 
 _MAX_PASSES: Final = 4
@@ -346,13 +347,14 @@ def mask_card_data(data: bytes, keep_bin: int = 6) -> Masked:
     One pass is not enough: the kept last four digits of a masked PAN and the groups after them can form a
     window that is itself a valid PAN. Each pass hides more digits, so this ends; if it has not after
     ``_MAX_PASSES``, every digit of every remaining candidate run is hidden (fail closed)."""
-    pans = tracks = 0
+    pans = tracks = track1 = 0
     for _ in range(_MAX_PASSES):
         spans = find_card_data(data)
         if not spans:
-            return Masked(data, pans, tracks)
+            return Masked(data, pans, tracks, track1)
         track_spans = [s for s in spans if s.kind != "pan"]
         tracks += len(track_spans)
+        track1 += sum(1 for s in track_spans if s.kind == "track1")
         pans += sum(  # a track's own PAN is counted with the track
             1
             for s in spans
@@ -364,7 +366,7 @@ def mask_card_data(data: bytes, keep_bin: int = 6) -> Masked:
         for i in range(start, end):
             if out[i] in _DIGIT:
                 out[i] = _STAR
-    return Masked(bytes(out), pans, tracks)
+    return Masked(bytes(out), pans, tracks, track1)
 
 
 def mask(data: bytes, spans: Iterable[Span], keep_bin: int = 6) -> bytes:

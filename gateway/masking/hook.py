@@ -16,14 +16,14 @@ session a :class:`MaskingHook` applies them:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from gateway.hooks import Hook, RowHandler, SessionInfo, StatementView, Verdict
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.copyout import CopyMasker
-from gateway.masking.detect import find_track_data, has_candidate, mask_card_data
+from gateway.masking.detect import Masked, find_track_data, has_candidate, mask_card_data
 from gateway.masking.lineage import Handle
 from gateway.masking.lineage_glue import LineageView, StatementLineage
 from gateway.masking.rows import ColumnMask, ResultPlan, Tally
@@ -66,6 +66,7 @@ _SAD_PCI: Final[dict[str, str]] = {
     "pin_block": "3.3.1.3",
 }
 _MAX_HANDLES: Final = 1024
+_MAX_WAITED: Final = 64
 _DDL_TAGS: Final = ("CREATE", "ALTER", "DROP", "IMPORT")
 _TRACK_BLOCKED: Final = (
     "pcigate: the statement holds card track data (sensitive authentication data), which must never be "
@@ -141,10 +142,26 @@ class MaskingHook(Hook):
         self._copy: CopyMasker | None = None
         self._sad_ordinals: dict[int, dict[int, SadKind]] = {}
         self._handles: dict[Handle, LineageView] = {}  # this session's cursors and prepared statements
+        self._waited: set[str] = set()  # statements that waited for the catalog and are not judged yet
 
     # --- statements -----------------------------------------------------------------------------
 
+    def wait_before(self, text: str) -> Awaitable[None] | None:
+        """A statement whose lineage is unknown may name a table created since the catalog was read: it
+        waits once for a fresh catalog (shared, rate-limited, bounded) before it is judged."""
+        catalog = self.policy.catalog
+        if catalog is None or self.policy.profile.unknown_lineage != "block" or text in self._waited:
+            return None
+        view = self.policy.lineage.analyze(text)
+        if view.unknown is None or view.lineage.uses is not None:  # a cursor's lineage is its DECLARE's
+            return None
+        if len(self._waited) >= _MAX_WAITED:
+            self._waited.clear()
+        self._waited.add(text)
+        return catalog.fresh()
+
     def statement(self, stmt: StatementView) -> Verdict | None:
+        self._waited.discard(stmt.text)
         tracks = _tracks_in(stmt)
         if tracks:
             surface, kinds = tracks
@@ -284,7 +301,7 @@ class MaskingHook(Hook):
         if masked.data == body:
             return None
         surface = "error_message" if mtype == m.ERROR_RESPONSE else "notice"
-        self._report_now(stmt, surface, masked.pans, masked.tracks)
+        self._report_now(stmt, surface, masked)
         return masked.data
 
     def _mask_blob(self, stmt: StatementView | None, body: bytes, surface: str) -> bytes | None:
@@ -293,18 +310,18 @@ class MaskingHook(Hook):
         masked = mask_card_data(body, self.policy.keep_bin)  # same length: framing inside stays valid
         if masked.data == body:
             return None
-        self._report_now(stmt, surface, masked.pans, masked.tracks)
+        self._report_now(stmt, surface, masked)
         return masked.data
 
     # --- evidence -------------------------------------------------------------------------------
 
-    def _report_now(self, stmt: StatementView | None, surface: str, pans: int, tracks: int) -> None:
+    def _report_now(self, stmt: StatementView | None, surface: str, masked: Masked) -> None:
         tally = Tally()
-        if pans:
-            tally.add(None, "pan_luhn", "first6_last4", pans)
-        if tracks:
-            tally.add(None, "track_format", "redact", tracks)
-            self._emit_tracks(stmt, surface, tracks)
+        if masked.pans:
+            tally.add(None, "pan_luhn", "first6_last4", masked.pans)
+        if masked.tracks:
+            tally.add(None, "track_format", "redact", masked.tracks)
+            self._emit_tracks(stmt, surface, masked.tracks, masked.track1)
         self._emit_applied(stmt, surface, tally)
 
     def _report(self, stmt: StatementView) -> None:
@@ -329,7 +346,7 @@ class MaskingHook(Hook):
                 count=count,
             )
         if pending.tally.tracks:
-            self._emit_tracks(stmt, surface, pending.tally.tracks)
+            self._emit_tracks(stmt, surface, pending.tally.tracks, pending.tally.track1)
 
     def _emit_applied(self, stmt: StatementView | None, surface: str, tally: Tally) -> None:
         items = sorted(tally.locations.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0))
@@ -359,16 +376,19 @@ class MaskingHook(Hook):
             rule=None,
         )
 
-    def _emit_tracks(self, stmt: StatementView | None, surface: str, count: int) -> None:
-        self._emit_sad(
-            stmt,
-            "track2",
-            surface=surface,
-            ordinal=None,
-            detector="track_format",
-            action="redacted",
-            count=count,
-        )
+    def _emit_tracks(self, stmt: StatementView | None, surface: str, count: int, track1: int) -> None:
+        kinds: tuple[tuple[SadKind, int], ...] = (("track1", track1), ("track2", count - track1))
+        for kind, n in kinds:
+            if n:
+                self._emit_sad(
+                    stmt,
+                    kind,
+                    surface=surface,
+                    ordinal=None,
+                    detector="track_format",
+                    action="redacted",
+                    count=n,
+                )
 
     def _emit_sad(
         self,

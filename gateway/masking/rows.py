@@ -72,7 +72,8 @@ class Tally:
 
     locations: dict[tuple[int | None, str, str], int] = field(default_factory=dict)
     pans: int = 0
-    tracks: int = 0
+    tracks: int = 0  # of which track1 are track 1 layouts (the rest track 2)
+    track1: int = 0
     sad_columns: dict[int, int] = field(default_factory=dict)  # ordinal -> values of a SAD column hidden
 
     def add(self, ordinal: int | None, detector: str, method: str, count: int = 1) -> None:
@@ -224,6 +225,7 @@ class ResultPlan:
                     continue
                 tally.pans += result.pans
                 tally.tracks += result.tracks
+                tally.track1 += result.track1
                 tally.add(target, "pan_luhn", "null", result.pans + result.tracks)
             if new == value:
                 pos = start + n
@@ -276,6 +278,7 @@ class ResultPlan:
                 hit = True
                 tally.pans += result.pans
                 tally.tracks += result.tracks
+                tally.track1 += result.track1
                 if result.pans:
                     tally.add(i, "pan_luhn", "null" if result.value is None else "first6_last4", result.pans)
                 if result.tracks:

@@ -102,7 +102,8 @@ class ContentResult:
 
     value: bytes | None
     pans: int
-    tracks: int
+    tracks: int  # of which ``track1`` are track 1 layouts (the rest track 2)
+    track1: int = 0
 
 
 _I64: Final = struct.Struct("!q")
@@ -158,8 +159,8 @@ def mask_content(value: bytes, oid: int, fmt: int, keep_bin: int) -> ContentResu
     if masked.pans == 0 and masked.tracks == 0 and masked.data == value:
         return ContentResult(value, 0, 0)
     if oid in NUMERIC_OIDS or (fmt == 1 and oid not in TEXT_OIDS):
-        return ContentResult(None, masked.pans, masked.tracks)  # no masked form of a number
-    return ContentResult(masked.data, masked.pans, masked.tracks)
+        return ContentResult(None, masked.pans, masked.tracks, masked.track1)  # no masked form of a number
+    return ContentResult(masked.data, masked.pans, masked.tracks, masked.track1)
 
 
 def _mask_bytea(value: bytes, fmt: int, keep_bin: int) -> ContentResult:
@@ -179,5 +180,6 @@ def _mask_bytea(value: bytes, fmt: int, keep_bin: int) -> ContentResult:
     if masked.data == raw:
         return ContentResult(value, 0, 0)
     if fmt == 0 and value.startswith(b"\\x"):
-        return ContentResult(b"\\x" + binascii.hexlify(masked.data), masked.pans, masked.tracks)
-    return ContentResult(masked.data, masked.pans, masked.tracks)
+        hexed = b"\\x" + binascii.hexlify(masked.data)
+        return ContentResult(hexed, masked.pans, masked.tracks, masked.track1)
+    return ContentResult(masked.data, masked.pans, masked.tracks, masked.track1)

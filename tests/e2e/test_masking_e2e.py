@@ -121,6 +121,33 @@ def test_copy_to_stdout_text_csv_binary(gateway: GatewayEndpoint) -> None:
     assert_clean(chunks["text"].decode() + chunks["csv"].decode())
 
 
+def test_table_created_after_the_catalog_was_read(gateway: GatewayEndpoint) -> None:
+    """A table made outside the gateway since its catalog was read: ``COPY t TO STDOUT`` names no columns,
+    so it could only be refused; the statement waits for a fresh catalog instead, then runs masked."""
+    table = f"late_cards_{uuid.uuid4().hex[:8]}"
+    url = gateway.layout.secret("postgres_superuser_dsn").read_text().strip()
+    admin = psycopg.connect(
+        psycopg.conninfo.make_conninfo(url, dbname=gateway.database), autocommit=True, connect_timeout=10
+    )
+    try:
+        with connect(gateway) as conn:
+            conn.execute("SELECT 1").fetchall()  # the session and the catalog exist before the table
+            admin.execute(f"CREATE TABLE public.{table} (id int, pan text)")
+            admin.execute(f"INSERT INTO public.{table} VALUES (1, %s), (2, %s)", (PANS[0], PANS[1]))
+            admin.execute(f"GRANT SELECT ON public.{table} TO PUBLIC")
+            with conn.cursor() as cur, cur.copy(f"COPY public.{table} TO STDOUT") as copy:
+                copied = b"".join(bytes(b) for b in copy).decode()
+            selected = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+    finally:
+        admin.execute(f"DROP TABLE IF EXISTS public.{table}")
+        admin.close()
+    lines = [line.split("\t") for line in copied.splitlines()]
+    assert [row[0] for row in lines] == ["1", "2"]
+    assert all(MASKED.match(pan) for _id, pan in lines)
+    assert [MASKED.match(str(pan)) is not None for _id, pan in selected] == [True, True]
+    assert_clean(copied + repr(selected))
+
+
 def test_errors_and_notices_are_masked(gateway: GatewayEndpoint) -> None:
     pan = PANS[0]
     with connect(gateway) as conn:

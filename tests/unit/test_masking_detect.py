@@ -202,6 +202,8 @@ def test_track1_and_track2_are_found_whole(pan: str, sentinels: bool) -> None:
     assert all(s.digits == pan for s in spans)
     masked = mask(buf, det.find_card_data(buf))
     assert masked == f"swipe: {'*' * len(t1)} then {'*' * len(t2)}, done".encode()
+    counted = det.mask_card_data(buf)  # the evidence tells the kinds apart (sad.detected track1 / track2)
+    assert (counted.data, counted.pans, counted.tracks, counted.track1) == (masked, 0, 2, 1)
 
 
 def test_track_without_sentinel_needs_a_luhn_valid_pan() -> None:
