@@ -11,9 +11,10 @@ ends the session (fail closed) — a broken policy never lets a statement throug
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 if TYPE_CHECKING:
     from gateway.identity import VerifiedIdentity
@@ -136,7 +137,16 @@ class Hook:
         return None
 
     def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes | None:
-        """COPY payload (``outgoing``: server to client); return replacement bytes, or None to keep it."""
+        """COPY payload (``outgoing``: server to client); return replacement bytes, or None to keep it.
+        A hook that also overrides :meth:`copy_out` sees outgoing data only there."""
+        return None
+
+    def copy_out(
+        self, stmt: StatementView | None, buf: bytearray, spans: Sequence[tuple[int, int]]
+    ) -> list[bytes | None] | None:
+        """A run of CopyData messages of a COPY TO STDOUT (``buf[s:e]`` whole messages, one row each as
+        PostgreSQL sends them), like :meth:`RowHandler.data_rows`: rewrite in place where the length stays,
+        return a replacement message where it does not (None: keep), or None when there is none."""
         return None
 
     def server_message(self, stmt: StatementView | None, mtype: int, body: bytes) -> bytes | None:
@@ -171,6 +181,7 @@ class HookChain:
         "_close",
         "_command_complete",
         "_copy_data",
+        "_copy_out",
         "_error",
         "_row_description",
         "_server_message",
@@ -187,6 +198,7 @@ class HookChain:
         self._row_description = [h for h in self.hooks if _overrides(h, "row_description")]
         self._server_message = [h for h in self.hooks if _overrides(h, "server_message")]
         self._copy_data = [h for h in self.hooks if _overrides(h, "copy_data")]
+        self._copy_out = [h for h in self.hooks if _overrides(h, "copy_out")]
         self._command_complete = [h for h in self.hooks if _overrides(h, "command_complete")]
         self._error = [h for h in self.hooks if _overrides(h, "error")]
         self._close = [h for h in self.hooks if _overrides(h, "close")]
@@ -206,6 +218,10 @@ class HookChain:
     @property
     def wants_copy_data(self) -> bool:
         return bool(self._copy_data)
+
+    @property
+    def wants_copy_out(self) -> bool:
+        return bool(self._copy_out or self._copy_data)
 
     @property
     def wants_server_messages(self) -> bool:
@@ -259,10 +275,25 @@ class HookChain:
 
     def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes:
         for hook in self._copy_data:
+            if outgoing and hook in self._copy_out:
+                continue
             replaced = hook.copy_data(stmt, outgoing, data)
             if replaced is not None:
                 data = replaced
         return data
+
+    def copy_out(
+        self, stmt: StatementView | None, buf: bytearray, spans: Sequence[tuple[int, int]]
+    ) -> list[bytes | None] | None:
+        """Outgoing CopyData through every hook (``copy_out``, else ``copy_data`` per message), each seeing
+        what the previous one left."""
+        handlers: list[RowHandler] = []
+        for hook in self.hooks:
+            if hook in self._copy_out:
+                handlers.append(_CopyOut(hook, stmt))
+            elif hook in self._copy_data:
+                handlers.append(_CopyDataEach(hook, stmt))
+        return apply_row_handlers(handlers, buf, spans)
 
     def command_complete(self, stmt: StatementView, tag: str, rows: int | None) -> None:
         for hook in self._command_complete:
@@ -275,6 +306,39 @@ class HookChain:
     def close(self, session: SessionInfo, reason: str) -> None:
         for hook in self._close:
             hook.close(session, reason)
+
+
+class _CopyOut:
+    """A hook's ``copy_out`` as a row handler of one statement's CopyData."""
+
+    __slots__ = ("hook", "stmt")
+
+    def __init__(self, hook: Hook, stmt: StatementView | None) -> None:
+        self.hook = hook
+        self.stmt = stmt
+
+    def data_rows(self, buf: bytearray, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
+        return self.hook.copy_out(self.stmt, buf, spans)
+
+
+class _CopyDataEach(_CopyOut):
+    """A hook with only ``copy_data``: called per message, as before runs existed."""
+
+    __slots__ = ()
+
+    def data_rows(self, buf: bytearray, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
+        out: list[bytes | None] | None = None
+        for k, (s, e) in enumerate(spans):
+            body = bytes(buf[s + 5 : e])
+            new = self.hook.copy_data(self.stmt, True, body)
+            if new is not None and new != body:
+                if out is None:
+                    out = [None] * len(spans)
+                out[k] = _COPY_HEADER.pack(0x64, len(new) + 4) + new
+        return out
+
+
+_COPY_HEADER: Final = struct.Struct("!Bi")
 
 
 def reframe(

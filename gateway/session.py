@@ -906,6 +906,8 @@ class PgSession:
         hooked = self.hooks.wants_row_descriptions
         rows: list[tuple[int, int]] = []  # a run of DataRows for the row handlers, sent on together
         run: tuple[RowHandler, ...] | None = None  # the handlers of that run (None: not yet looked up)
+        copies: list[tuple[int, int]] = []  # a run of COPY TO's CopyData, likewise
+        copy_hooked = self.hooks.wants_copy_out
         for typ, s, e in msgs:
             replacement: bytes | None = None
             if typ == _D:
@@ -918,6 +920,12 @@ class PgSession:
             if rows:
                 buf, parts, last = self._on_data_rows(buf, rows, parts, last)
                 rows = []
+            if typ == _COPY_DATA and copy_hooked:
+                copies.append((s, e))
+                continue
+            if copies:
+                buf, parts, last = self._on_copy_out(buf, copies, parts, last)
+                copies = []
             if typ == _C:
                 self._on_command_complete(buf, s, e)
             elif typ == _Z:
@@ -937,12 +945,6 @@ class PgSession:
                     expect.popleft()
             elif typ == m.PORTAL_SUSPENDED:
                 self._on_suspended()
-            elif typ == m.COPY_DATA:
-                if self.hooks.wants_copy_data:
-                    body = bytes(m.message_body(buf, s, e))
-                    new = self.hooks.copy_data(self._current_stmt(), True, body)
-                    if new is not body:
-                        replacement = m.frame(m.COPY_DATA, new)
             elif typ in _PASS:
                 if typ in _HOOKED_SERVER and self.hooks.wants_server_messages:
                     replacement = self._on_server_message(typ, buf, s, e)
@@ -952,6 +954,8 @@ class PgSession:
                 parts, last = _splice(parts, buf, last, s, e, replacement)
         if rows:
             buf, parts, last = self._on_data_rows(buf, rows, parts, last)
+        if copies:
+            buf, parts, last = self._on_copy_out(buf, copies, parts, last)
         return _joined(buf, end, parts, last)
 
     def _on_row_description(self, buf: Buf, s: int, e: int) -> None:
@@ -1004,12 +1008,22 @@ class PgSession:
         buffer) because they mask in place where a value keeps its length."""
         if type(buf) is not bytearray:
             buf = bytearray(buf)
-        new = apply_row_handlers(self._expect[0].row_hooks, buf, rows)
-        if new is not None:
-            for (s, e), row in zip(rows, new, strict=True):
-                if row is not None:
-                    parts, last = _splice(parts, buf, last, s, e, row)
-        return buf, parts, last
+        return buf, *_spliced(
+            apply_row_handlers(self._expect[0].row_hooks, buf, rows), buf, rows, parts, last
+        )
+
+    def _on_copy_out(
+        self,
+        buf: bytes | bytearray,
+        copies: list[tuple[int, int]],
+        parts: list[bytes | bytearray] | None,
+        last: int,
+    ) -> tuple[bytearray, list[bytes | bytearray] | None, int]:
+        """A run of COPY TO's CopyData through the hooks, in place like rows (one copy per buffer)."""
+        if type(buf) is not bytearray:
+            buf = bytearray(buf)
+        new = self.hooks.copy_out(self._current_stmt(), buf, copies)
+        return buf, *_spliced(new, buf, copies, parts, last)
 
     def _on_server_message(self, typ: int, buf: Buf, s: int, e: int) -> bytes | None:
         new = self.hooks.server_message(self._current_stmt(), typ, bytes(m.message_body(buf, s, e)))
@@ -1253,6 +1267,7 @@ _SPOOL_HINT: Final = (
 _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
 _NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
+_COPY_DATA: Final = m.COPY_DATA
 _JUDGED: Final = frozenset({m.QUERY, m.EXECUTE})  # the messages that run statements a hook may hold
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
 # Server messages a hook may rewrite (they can carry values) or must see (COPY begins and ends).
@@ -1275,6 +1290,7 @@ _PASS: Final = frozenset(
         m.COPY_IN_RESPONSE,
         m.COPY_OUT_RESPONSE,
         m.COPY_BOTH_RESPONSE,
+        m.COPY_DATA,  # when no hook takes COPY TO's data
         m.COPY_DONE,
         m.FUNCTION_CALL_RESPONSE,
     }
@@ -1295,6 +1311,21 @@ def _splice(  # noqa: PLR0917 - hot path: plain positional call, no per-batch ob
     parts.append(buf[last:start])
     parts.append(replacement)
     return parts, end
+
+
+def _spliced(
+    new: list[bytes | None] | None,
+    buf: bytearray,
+    spans: list[tuple[int, int]],
+    parts: list[bytes | bytearray] | None,
+    last: int,
+) -> tuple[list[bytes | bytearray] | None, int]:
+    """Splice a handler's replacement messages (None: in place or unchanged) into the output."""
+    if new is not None:
+        for (s, e), msg in zip(spans, new, strict=True):
+            if msg is not None:
+                parts, last = _splice(parts, buf, last, s, e, msg)
+    return parts, last
 
 
 def _joined(

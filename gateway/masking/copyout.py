@@ -4,18 +4,26 @@ COPY sends no RowDescription: which columns to mask comes from the statement's l
 content detection covers the rest. PostgreSQL sends one row per CopyData message (the binary header and
 trailer in messages of their own or in front of the first row); this module does not rely on it for
 correctness of content masking, but a row split across messages can only be masked by content.
+
+Messages come in runs, as the session received them. In text format the column actions run natively over
+the whole run, in place (:func:`gateway.masking.rowwalk.mask_copy_text`); the lines it cannot take (a NULL
+action on a value, another field count, a partial line), CSV and binary go through the Python code here,
+message by message. Content detection is one prefilter scan over the run.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-from gateway.masking.detect import has_candidate, mask_card_data
-from gateway.masking.rows import Tally
+from gateway.masking import rowwalk
+from gateway.masking.detect import Masked, has_candidate, mask_card_data, prefilter
+from gateway.masking.rows import Tally, text_op
 from gateway.masking.values import Action, mask_text, method_of
+from gateway.pgwire import messages as m
 
 __all__ = ["CopyMasker"]
 
@@ -47,6 +55,20 @@ class CopyMasker:
         self.delimiter = delimiter or (b"," if self.csv else b"\t")
         self.quote = quote
         self._header_left = len(_SIGNATURE) + 8 if binary else 0  # signature, flags, extension length
+        # The native walk's (column, op) pairs: text format with a one-byte delimiter and column actions.
+        self._ops: list[tuple[int, int]] | None = None
+        if (
+            not binary
+            and not self.csv
+            and self.actions is not None
+            and len(self.delimiter) == 1
+            and self.delimiter not in (b"\n", b"\\")
+        ):
+            self._ops = [
+                (i, text_op(a, keep_bin) or rowwalk.OP_FLAG)
+                for i, a in enumerate(self.actions)
+                if a != "clear"
+            ]
         self._csv_field = re.compile(
             rb"("
             + re.escape(quote)
@@ -63,18 +85,74 @@ class CopyMasker:
             + rb"]*)"
         )
 
-    def mask(self, data: bytes, tally: Tally) -> bytes | None:
-        """The masked message payload, or None when nothing changed."""
-        out = self._mask_binary(data, tally) if self.binary else self._mask_lines(data, tally)
-        if self.content and has_candidate(out):
-            masked = mask_card_data(out, self.keep_bin)
-            if masked.pans or masked.tracks:
-                tally.pans += masked.pans
-                tally.tracks += masked.tracks
-                tally.track1 += masked.track1
-                tally.add(None, "pan_luhn", method_of("bin_last4", keep_bin=self.keep_bin), masked.pans or 1)
-                out = masked.data
-        return None if out == data else out
+    def mask_run(
+        self, buf: bytearray, spans: Sequence[tuple[int, int]], tally: Tally
+    ) -> list[bytes | None] | None:
+        """Mask a run of whole CopyData messages ``buf[s:e]``: in place where the length stays; replacement
+        messages for the others (None: in place or unchanged), or None when there is none."""
+        slow: Iterable[int] = ()
+        if self._ops is not None:
+            assert self.actions is not None
+            counts, slow = rowwalk.mask_copy_text(buf, spans, self._ops, self.delimiter[0], len(self.actions))
+            for i, (column, _) in enumerate(self._ops):
+                if counts[2 * i]:
+                    tally.add_masked(column, "column_policy", self.actions[column], self.keep_bin, counts, i)
+        elif self.binary or self.actions is not None:
+            slow = range(len(spans))
+        out: list[bytes | None] | None = None
+        for k in slow:
+            s, e = spans[k]
+            data = bytes(buf[s + 5 : e])
+            new = self._mask_binary(data, tally) if self.binary else self._mask_lines(data, tally)
+            if len(new) == len(data):
+                buf[s + 5 : e] = new
+                continue
+            if self.content:
+                new = self._content(new, tally)
+            if out is None:
+                out = [None] * len(spans)
+            out[k] = m.frame(m.COPY_DATA, new)
+        if self.content:
+            self._content_pass(buf, spans, out, tally)
+        return out
+
+    def _content_pass(
+        self,
+        buf: bytearray,
+        spans: Sequence[tuple[int, int]],
+        replaced: list[bytes | None] | None,
+        tally: Tally,
+    ) -> None:
+        """One prefilter scan over the run; the messages it flags are content-masked in place."""
+        first_end = prefilter().first_end
+        view = memoryview(buf)[: spans[-1][1]]
+        starts: list[int] | None = None
+        pos = spans[0][0]
+        while (end := first_end(view, pos)) is not None:
+            if starts is None:
+                starts = [s for s, _ in spans]
+            k = bisect.bisect_right(starts, end - 1) - 1
+            s, e = spans[k]
+            if replaced is None or replaced[k] is None:
+                data = bytes(buf[s + 5 : e])
+                new = self._content(data, tally)
+                if new is not data:
+                    buf[s + 5 : e] = new
+            pos = e
+            if pos >= len(view):
+                break
+
+    def _content(self, data: bytes, tally: Tally) -> bytes:
+        if not has_candidate(data):
+            return data
+        masked: Masked = mask_card_data(data, self.keep_bin)
+        if not (masked.pans or masked.tracks):
+            return data
+        tally.pans += masked.pans
+        tally.tracks += masked.tracks
+        tally.track1 += masked.track1
+        tally.add(None, "pan_luhn", method_of("bin_last4", keep_bin=self.keep_bin), masked.pans or 1)
+        return masked.data
 
     # --- text and CSV ---------------------------------------------------------------------------
 

@@ -286,12 +286,14 @@ class MaskingHook(Hook):
             return self._mask_blob(stmt, body, "result_set")
         return None
 
-    def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes | None:
-        if not outgoing or self._copy is None:
+    def copy_out(
+        self, stmt: StatementView | None, buf: bytearray, spans: Sequence[tuple[int, int]]
+    ) -> list[bytes | None] | None:
+        if self._copy is None:
             return None
         pending = self._pending.setdefault(stmt.sequence if stmt else 0, _Pending())
         pending.surfaces.add("copy_data")
-        return self._copy.mask(data, pending.tally)
+        return self._copy.mask_run(buf, spans, pending.tally)
 
     def _mask_fields(self, stmt: StatementView | None, mtype: int, body: bytes) -> bytes | None:
         # Messages, details and hints quote values: "Key (pan)=(...) already exists", "Failing row ...".

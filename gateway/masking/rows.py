@@ -42,7 +42,7 @@ from gateway.masking.values import (
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
 
-__all__ = ["ColumnMask", "ResultPlan", "Tally"]
+__all__ = ["ColumnMask", "ResultPlan", "Tally", "text_op"]
 
 Detector = Literal["column_policy", "lineage", "pan_luhn", "track_format"]
 
@@ -80,6 +80,20 @@ class Tally:
         key = (ordinal, detector, method)
         self.locations[key] = self.locations.get(key, 0) + count
 
+    def add_masked(  # noqa: PLR0917 - the native walk's counts, as they come
+        self, ordinal: int, detector: str, action: Action, keep_bin: int, counts: Sequence[int], i: int
+    ) -> None:
+        """Op ``i``'s counts from a native walk: ``counts[2i]`` values masked in place by ``action``, of
+        which ``counts[2i+1]`` kept an eight-digit BIN."""
+        masked, keep8 = counts[2 * i], counts[2 * i + 1]
+        if action != "bin_last4":
+            self.add(ordinal, detector, method_of(action, keep_bin=keep_bin), masked)
+            return
+        if keep8:
+            self.add(ordinal, detector, "first8_last4", keep8)
+        if masked > keep8:
+            self.add(ordinal, detector, "first6_last4", masked - keep8)
+
     @property
     def total(self) -> int:
         return sum(self.locations.values())
@@ -106,7 +120,7 @@ class ResultPlan:
         self._sad = sad  # ordinals of columns holding sensitive authentication data (CVV, tracks, PIN)
         ops: dict[int, int] = {}
         for index, mk in self.masks.items():
-            ops[index] = _text_op(mk.action, fields[index], keep_bin) or rowwalk.OP_FLAG
+            ops[index] = text_op(mk.action, keep_bin, fields[index]) or rowwalk.OP_FLAG
         if content:
             for index, f in enumerate(fields):
                 if f.format == 1 and f.type_oid in _NUMBER_CHECK and index not in ops:
@@ -164,14 +178,7 @@ class ResultPlan:
             if not masked or op in _FLAGGING:
                 continue
             mk = self.masks[index]
-            if mk.action == "bin_last4":
-                keep8 = counts[2 * i + 1]
-                if keep8:
-                    tally.add(index, mk.detector, "first8_last4", keep8)
-                if masked > keep8:
-                    tally.add(index, mk.detector, "first6_last4", masked - keep8)
-            else:
-                tally.add(index, mk.detector, method_of(mk.action, keep_bin=self._keep_bin), masked)
+            tally.add_masked(index, mk.detector, mk.action, self._keep_bin, counts, i)
             if index in self._sad:
                 tally.sad_columns[index] = tally.sad_columns.get(index, 0) + masked
 
@@ -286,13 +293,15 @@ class ResultPlan:
         return m.data_row(values) if hit else None
 
 
-def _text_op(action: Action, f: FieldDesc, keep_bin: int) -> int | None:
-    """The native walk's in-place operation for an action on this column, or None when the value has no
-    same-length masked form (see :func:`mask_by_action`): NULL actions, numbers, bytea, binary jsonb."""
+def text_op(action: Action, keep_bin: int, f: FieldDesc | None = None) -> int | None:
+    """The native walks' in-place operation for an action on a column (of a result: ``f``; of a text
+    COPY: no field), or None when the value has no same-length masked form (see :func:`mask_by_action`):
+    NULL actions, numbers, bytea, binary jsonb."""
     if action in ("clear", "null"):
         return None
-    textual = (f.format == 0 and f.type_oid not in NUMERIC_OIDS and f.type_oid != BYTEA) or (
-        f.format == 1 and f.type_oid in TEXT_OIDS and f.type_oid != JSONB
+    textual = f is None or (
+        (f.format == 0 and f.type_oid not in NUMERIC_OIDS and f.type_oid != BYTEA)
+        or (f.format == 1 and f.type_oid in TEXT_OIDS and f.type_oid != JSONB)
     )
     if not textual:
         return None

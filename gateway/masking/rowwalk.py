@@ -9,8 +9,13 @@ card number (13+ integer digits), ``OP_FLAG`` for any non-NULL value. It returns
 ``(counts, flagged)``: per op, values masked and how many of them kept an eight-digit BIN; the indices of
 flagged rows. A row that does not parse raises ValueError.
 
-The C extension ``_rowwalk`` does this ~30x faster; this module's Python version is its reference and the
-fallback where the extension could not be built (``NATIVE`` says which runs).
+``mask_copy_text(buf, spans, ops, delimiter, ncols)`` does the same for the CopyData messages of a COPY TO
+in text format, one line each (as PostgreSQL sends them): fields split by the delimiter byte, ``\\N`` is
+NULL. A message that is not one whole line of ``ncols`` fields, or has a non-NULL value for a flagging op,
+is flagged (untouched) for the Python path.
+
+The C extension ``_rowwalk`` does these ~30x faster; this module's Python versions are their reference and
+the fallback where the extension could not be built (``NATIVE`` says which runs).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ __all__ = [
     "OP_NUMERIC",
     "mask_columns",
     "mask_columns_py",
+    "mask_copy_text",
+    "mask_copy_text_py",
 ]
 
 OP_FULL: Final = 1
@@ -54,6 +61,9 @@ _DIGITS: Final = frozenset(b"0123456789")
 _ALNUM: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HIDE: Final = bytes(ord("*") if i in _ALNUM else i for i in range(256))
 
+MaskCopyText = Callable[
+    [bytearray, Sequence[tuple[int, int]], Sequence[tuple[int, int]], int, int], tuple[list[int], list[int]]
+]
 MaskColumns = Callable[
     [bytearray, Sequence[tuple[int, int]], Sequence[tuple[int, int]]], tuple[list[int], list[int]]
 ]
@@ -138,11 +148,54 @@ def mask_columns_py(
     return counts, flagged
 
 
+def mask_copy_text_py(
+    buf: bytearray,
+    spans: Sequence[tuple[int, int]],
+    ops: Sequence[tuple[int, int]],
+    delimiter: int,
+    ncols: int,
+) -> tuple[list[int], list[int]]:
+    """The reference implementation of :func:`mask_copy_text`."""
+    _check_ops(ops)
+    if not 0 <= delimiter <= 255 or delimiter in (0x0A, 0x5C):
+        raise ValueError("delimiter must be one byte, not newline or backslash")
+    if ops and ops[-1][0] >= ncols:
+        raise ValueError("ops name a column past ncols")
+    counts = [0] * (2 * len(ops))
+    flagged: list[int] = []
+    sep = bytes([delimiter])
+    for k, (s, e) in enumerate(spans):
+        if s < 0 or e < s + 5 or e > len(buf):
+            raise ValueError(f"CopyData {k}: span outside the buffer")
+        line = bytes(buf[s + 5 : e])
+        if not line.endswith(b"\n") or b"\n" in line[:-1]:
+            flagged.append(k)
+            continue
+        fields = line[:-1].split(sep)
+        if len(fields) != ncols or any(op > OP_BIN8 and fields[c] != b"\\N" for c, op in ops):
+            flagged.append(k)
+            continue
+        starts = [s + 5]
+        for f in fields[:-1]:
+            starts.append(starts[-1] + len(f) + 1)
+        for i, (column, op) in enumerate(ops):
+            value = bytearray(fields[column])
+            if value == b"\\N":
+                continue
+            counts[2 * i + 1] += _mask_text(value, op)
+            counts[2 * i] += 1
+            buf[starts[column] : starts[column] + len(value)] = value
+    return counts, flagged
+
+
 try:
     from gateway.masking._rowwalk import mask_columns as _native
+    from gateway.masking._rowwalk import mask_copy_text as _native_copy
 except ImportError:  # the extension was not built (no compiler): the Python version, slower, same result
     mask_columns: MaskColumns = mask_columns_py
+    mask_copy_text: MaskCopyText = mask_copy_text_py
     NATIVE = False
 else:
     mask_columns = _native
+    mask_copy_text = _native_copy
     NATIVE = True

@@ -163,38 +163,81 @@ def test_a_pan_after_masked_columns_is_still_found() -> None:
 # --- COPY ---------------------------------------------------------------------------------------------
 
 
+def copy_run(masker: CopyMasker, *payloads: bytes, tally: Tally | None = None) -> list[bytes]:
+    """The payloads as a client receives them after one ``mask_run`` over their CopyData messages."""
+    buf = bytearray(b"xx")
+    spans = []
+    for p in payloads:
+        msg = m.frame(m.COPY_DATA, p)
+        spans.append((len(buf), len(buf) + len(msg)))
+        buf += msg
+    out = masker.mask_run(buf, spans, tally if tally is not None else Tally())
+    msgs = [bytes(buf[s:e]) if out is None or out[k] is None else out[k] for k, (s, e) in enumerate(spans)]
+    for msg in msgs:
+        assert msg[0] == m.COPY_DATA and struct.unpack_from("!i", msg, 1)[0] == len(msg) - 1
+    return [msg[5:] for msg in msgs]  # type: ignore[index]
+
+
 def test_copy_text_columns_by_position() -> None:
     masker = CopyMasker(
         binary=False, csv=False, actions=["clear", "bin_last4", "null"], content=True, keep_bin=6
     )
     tally = Tally()
-    out = masker.mask(f"7\t{VISA}\t123\n".encode(), tally)
-    assert out == b"7\t411111******1111\t\\N\n"
-    assert masker.mask(b"8\t\\N\t\\N\n", Tally()) is None
+    out = copy_run(
+        masker,
+        f"7\t{VISA}\t123\n".encode(),  # the NULL action changes the length: the Python path
+        f"8\t{VISA}\t\\N\n".encode(),  # in place, natively
+        b"9\t\\N\t\\N\n",
+        f"10\t{PANS[1]}\n".encode(),  # another field count: hidden whole
+        tally=tally,
+    )
+    assert out == [
+        b"7\t411111******1111\t\\N\n",
+        b"8\t411111******1111\t\\N\n",
+        b"9\t\\N\t\\N\n",
+        b"**\t" + b"*" * len(PANS[1]) + b"\n",
+    ]
+    assert tally.locations[(1, "column_policy", "first6_last4")] == 2
+    assert tally.locations[(2, "column_policy", "null")] == 1
+
+
+def test_copy_text_content_in_other_columns() -> None:
+    masker = CopyMasker(
+        binary=False, csv=False, actions=["clear", "bin_last4", "clear"], content=True, keep_bin=6
+    )
+    tally = Tally()
+    rows = [f"{i}\t{VISA}\tnote\n".encode() for i in range(50)] + [f"50\t{VISA}\tpaid with {AMEX}\n".encode()]
+    out = copy_run(masker, *rows, tally=tally)
+    assert out[0] == b"0\t411111******1111\tnote\n"
+    assert out[50] == b"50\t411111******1111\tpaid with 378282*****0005\n"
+    assert tally.pans == 1 and tally.locations[(1, "column_policy", "first6_last4")] == 51
 
 
 def test_copy_csv_quoted_fields() -> None:
     masker = CopyMasker(
         binary=False, csv=True, actions=["clear", "bin_last4", "clear"], content=True, keep_bin=6
     )
-    out = masker.mask(f'"a,b","{VISA}",x\n'.encode(), Tally())
-    assert out == b'"a,b","411111******1111",x\n'
+    assert copy_run(masker, f'"a,b","{VISA}",x\n'.encode()) == [b'"a,b","411111******1111",x\n']
 
 
 def test_copy_unknown_columns_content_only() -> None:
     masker = CopyMasker(binary=False, csv=False, actions=None, content=True, keep_bin=6)
-    out = masker.mask(f"7\tnote {VISA}\n".encode(), Tally())
-    assert out == b"7\tnote 411111******1111\n"
+    assert copy_run(masker, f"7\tnote {VISA}\n".encode(), b"8\tnothing\n") == [
+        b"7\tnote 411111******1111\n",
+        b"8\tnothing\n",
+    ]
 
 
 def test_copy_binary_masked_column_is_null() -> None:
     masker = CopyMasker(binary=True, csv=False, actions=["clear", "bin_last4"], content=True, keep_bin=6)
     header = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-    assert masker.mask(header, Tally()) is None
     tuple_ = struct.pack("!h", 2) + struct.pack("!i", 1) + b"7" + struct.pack("!i", 16) + VISA.encode()
-    out = masker.mask(tuple_, Tally())
-    assert out == struct.pack("!h", 2) + struct.pack("!i", 1) + b"7" + struct.pack("!i", -1)
-    assert masker.mask(struct.pack("!h", -1), Tally()) is None
+    trailer = struct.pack("!h", -1)
+    assert copy_run(masker, header, tuple_, trailer) == [
+        header,
+        struct.pack("!h", 2) + struct.pack("!i", 1) + b"7" + struct.pack("!i", -1),
+        trailer,
+    ]
 
 
 def _numeric_binary(value: Decimal) -> bytes:

@@ -222,3 +222,80 @@ def test_a_large_run_matches() -> None:
     got, want = both(buf, spans, [(2, OP_BIN6), (3, OP_FULL)])
     assert got == want
     assert b"4111111111111111" not in got[0]
+
+
+# ------------------------------------------------------------------------------- COPY TO, text format
+
+copy_values = st.one_of(
+    st.just(b"\\N"),
+    st.from_regex(rb"\A[0-9a-z ,\\-]{0,20}\Z"),
+    st.sampled_from([b"4111111111111111", b"4111 1111 1111 1111", b"378282246310005", b"\\\\N"]),
+)
+
+
+def frame_copy(lines: list[bytes]) -> tuple[bytearray, list[tuple[int, int]]]:
+    buf = bytearray(b"junk")
+    spans = []
+    for line in lines:
+        msg = m.frame(m.COPY_DATA, line)
+        spans.append((len(buf), len(buf) + len(msg)))
+        buf += msg
+    return buf, spans
+
+
+def both_copy(
+    buf: bytearray, spans: list[tuple[int, int]], ops: list[tuple[int, int]], delimiter: int, ncols: int
+) -> tuple[tuple[bytes, object], tuple[bytes, object]]:
+    if not rowwalk.NATIVE:
+        native()
+    outcomes = []
+    for impl in (rowwalk.mask_copy_text, rowwalk.mask_copy_text_py):
+        copy = bytearray(buf)
+        try:
+            result: object = impl(copy, spans, ops, delimiter, ncols)
+        except ValueError as exc:
+            result = ("ValueError", str(exc))
+        outcomes.append((bytes(copy), result))
+    return outcomes[0], outcomes[1]
+
+
+@st.composite
+def copy_results(draw: st.DrawFn) -> tuple[list[bytes], list[tuple[int, int]], int, int]:
+    ncols = draw(st.integers(1, 6))
+    delimiter = draw(st.sampled_from([b"\t", b",", b"|"]))
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        width = draw(st.sampled_from([ncols, ncols, ncols, ncols - 1, ncols + 1]))
+        fields = [draw(copy_values) for _ in range(max(width, 1))]
+        line = delimiter.join(fields) + draw(st.sampled_from([b"\n", b"\n", b"", b"\nx\n"]))
+        lines.append(line)
+    columns = draw(st.lists(st.integers(0, ncols - 1), unique=True, max_size=ncols))
+    ops = [
+        (c, draw(st.sampled_from((OP_FULL, OP_LAST4, OP_BIN6, OP_BIN8, OP_FLAG)))) for c in sorted(columns)
+    ]
+    return lines, ops, delimiter[0], ncols
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(copy_results())
+def test_copy_text_native_equals_reference(case: tuple[list[bytes], list[tuple[int, int]], int, int]) -> None:
+    lines, ops, delimiter, ncols = case
+    buf, spans = frame_copy(lines)
+    got, want = both_copy(buf, spans, ops, delimiter, ncols)
+    assert got == want
+
+
+def test_copy_text_masks_in_place_and_flags_what_it_cannot() -> None:
+    buf, spans = frame_copy(
+        [
+            b"1\t4111111111111111\t\\N\n",  # masked in place; the NULL of the flagging column is fine
+            b"2\t5555555555554444\t123\n",  # a value where the action is NULL: the Python path
+            b"3\t378282246310005\n",  # another field count
+            b"4\t6011111111111117\t\\N",  # no newline: not one whole line
+        ]
+    )
+    counts, flagged = rowwalk.mask_copy_text(buf, spans, [(1, OP_BIN6), (2, OP_FLAG)], 9, 3)
+    lines = [bytes(buf[s + 5 : e]) for s, e in spans]
+    assert lines[0] == b"1\t411111******1111\t\\N\n"
+    assert lines[1:] == [b"2\t5555555555554444\t123\n", b"3\t378282246310005\n", b"4\t6011111111111117\t\\N"]
+    assert counts == [1, 0, 0, 0] and flagged == [1, 2, 3]
