@@ -84,7 +84,9 @@ _RPAREN = 9
 _NB = rf"(?<![{_IDC}])"  # not after an identifier character
 
 
-def _lexer(plain_body: str, split: bool) -> tuple[re.Pattern[str], dict[int, tuple[int, int]]]:
+def _lexer(
+    plain_body: str, split: bool, bit_body: str = r"[^']*'?"
+) -> tuple[re.Pattern[str], dict[int, tuple[int, int]]]:
     """One ``match`` at a token boundary: group ``skip`` eats what needs no attention (identifiers,
     keywords, operators, punctuation, whitespace), then at most one token that does.
 
@@ -104,7 +106,7 @@ def _lexer(plain_body: str, split: bool) -> tuple[re.Pattern[str], dict[int, tup
         ("num", _NUMBER, _LIT, 0),
         ("es", rf"'(?<={_NB}[eE]'){_E_STRING}", _LIT, 1),
         ("us", rf"'(?<={_NB}[uU]&'){_SQ_BODY}", _LIT, 2),
-        ("bs", rf"'(?<={_NB}[bBxX]')[^']*'?", _LIT, 1),
+        ("bs", rf"'(?<={_NB}[bBxX]'){bit_body}", _LIT, 1),
         ("ns", rf"'(?<={_NB}[nN]'){plain_body}", _PLAIN, 1),
         ("sq", rf"'{plain_body}", _PLAIN, 0),
         ("uqi", rf'"(?<={_NB}[uU]&"){_QI_BODY}', _QI, 2),
@@ -124,7 +126,11 @@ def _lexer(plain_body: str, split: bool) -> tuple[re.Pattern[str], dict[int, tup
 
 _NORM_RE, _NORM_CAT = _lexer(_SQ_BODY, split=False)
 _SPLIT_ON, _SPLIT_ON_CAT = _lexer(_SQ_BODY, split=True)
-_SPLIT_OFF, _SPLIT_OFF_CAT = _lexer(_E_BODY, split=True)  # standard_conforming_strings = off
+# standard_conforming_strings = off. A B''/X'' string continues as it started (scan.l returns to the
+# string's own state after a continuation), without backslash escapes; with the setting on, a continuation
+# lexed as a new plain string ends at the same quote, so only this lexer needs the rule.
+_BIT_STRING: Final = rf"[^']*+(?:'{_CONTINUE}[^']*+)*+'?"
+_SPLIT_OFF, _SPLIT_OFF_CAT = _lexer(_E_BODY, split=True, bit_body=_BIT_STRING)
 _BLOCK_DELIM: Final = re.compile(r"/\*|\*/")
 _WORD: Final = re.compile(rf"[{_IDS}][{_IDC}]*")
 # For the hot paths (plain text, '...' strings and numbers only):
@@ -146,8 +152,8 @@ def _check_end(skip_end: int, n: int) -> None:
         raise RuntimeError(f"sqltext: lexer stopped at offset {skip_end} of {n}")
 
 
-def _block_end(sql: str, pos: int) -> int:
-    """End of the /* comment whose opening ends at ``pos`` (comments nest); unterminated: end of text."""
+def _block_close(sql: str, pos: int) -> int:
+    """End of the /* comment whose opening ends at ``pos`` (comments nest); -1 when it is unterminated."""
     depth = 1
     for m in _BLOCK_DELIM.finditer(sql, pos):
         if sql[m.start()] == "/":
@@ -156,7 +162,13 @@ def _block_end(sql: str, pos: int) -> int:
             depth -= 1
             if depth == 0:
                 return m.end()
-    return len(sql)
+    return -1
+
+
+def _block_end(sql: str, pos: int) -> int:
+    """End of the /* comment whose opening ends at ``pos`` (comments nest); unterminated: end of text."""
+    end = _block_close(sql, pos)
+    return len(sql) if end < 0 else end
 
 
 def _lower_ascii(text: str) -> str:
@@ -237,11 +249,17 @@ def split_statements_counted(sql: str, *, standard_conforming_strings: bool = Tr
     start = 0  # of the current statement
     content = False  # the current statement has a token that is not whitespace or a comment
     depth = 0
+    # SQL-standard routine bodies. gram.y: ``BEGIN_P ATOMIC (stmt ';')* END_P``, where no statement begins
+    # with END (END as COMMIT is a top-level statement only): the body ends at the first END that begins
+    # one of its statements, whatever CASE ... END or ``AS end`` came inside them. BEGIN and ATOMIC must be
+    # adjacent tokens (``SET begin.atomic = 1``, ``RETURN begin + atomic`` hold no body). A body statement
+    # may itself be CREATE FUNCTION with a body (rejected when it runs, but parsed), so bodies nest.
     head: list[str] = []  # first words of the current statement while it may be CREATE FUNCTION/PROCEDURE
-    heading = True  # still reading those words
-    routine = False  # it is one: its BEGIN ATOMIC ... END body holds semicolons
-    atomic = 0  # BEGIN ATOMIC / CASE nesting inside such a body
-    pending_begin = False
+    heading = True  # still reading those words (they must be consecutive tokens)
+    routine = False  # it is one, and its body has not begun
+    after_begin = False  # the last token was the word BEGIN, at depth 0 in such a routine
+    bodies = 0  # BEGIN ATOMIC bodies we are in
+    body_start = False  # at the start of a body statement: END here closes the body
     pos = 0
     n = len(sql)
     while True:
@@ -256,9 +274,19 @@ def split_statements_counted(sql: str, *, standard_conforming_strings: bool = Tr
         if tok_start > pos:
             if not content and sql[pos:tok_start].strip(_SPACE):
                 content = True
-            if heading or (routine and depth == 0):
+            if heading or body_start or (routine and depth == 0):
+                gap = pos  # end of the previous word: what lies between must be whitespace to be adjacent
                 for w in _WORD.finditer(sql, pos, tok_start):
-                    word = w.group().lower()
+                    if sql[gap : w.start()].strip(_SPACE):  # an operator or punctuation in between
+                        heading = body_start = after_begin = False
+                    gap = w.end()
+                    word = _lower_ascii(w.group())
+                    if body_start:
+                        body_start = False
+                        if word == "end":
+                            bodies -= 1
+                            heading = routine = after_begin = False
+                            break
                     if heading:
                         head.append(word)
                         if head[0] != "create" or len(head) == 4:
@@ -271,46 +299,50 @@ def split_statements_counted(sql: str, *, standard_conforming_strings: bool = Tr
                             )
                             if routine:
                                 heading = False
-                        if not (heading or routine):
-                            break
-                    if routine and depth == 0:
-                        if pending_begin:
-                            pending_begin = False
-                            if word == "atomic":
-                                atomic = 1
-                                continue
-                        if word == "begin" and atomic == 0:
-                            pending_begin = True
-                        elif word == "case" and atomic:
-                            atomic += 1
-                        elif word == "end" and atomic:
-                            atomic -= 1
+                    elif routine and depth == 0:
+                        if after_begin and word == "atomic":
+                            bodies += 1
+                            body_start = heading = True
+                            head = []
+                            routine = after_begin = False
+                            continue
+                        after_begin = word == "begin"
+                    if not (heading or body_start or routine):
+                        break
+                else:
+                    if sql[gap:tok_start].strip(_SPACE):
+                        heading = body_start = after_begin = False
         if info is None:
             break
         cat = info[0]
         end = m.end()
         if cat == _SEMI:
-            if depth == 0 and atomic == 0:
+            if depth == 0 and bodies == 0:
                 if content:
                     out.append(sql[start : end - 1].strip(_SPACE))
                 else:
                     empty += 1
                 start = end
                 content = False
+            if depth == 0:  # the next statement, at the top or in a body
                 head = []
                 heading = True
-                routine = False
-                pending_begin = False
-        elif cat == _LPAREN:
-            depth += 1
-            content = True
-        elif cat == _RPAREN:
-            depth = max(depth - 1, 0)
-            content = True
+                body_start = bodies > 0
+                routine = after_begin = False
+            else:
+                heading = body_start = after_begin = False
         elif cat == _BLOCK:
-            end = _block_end(sql, end)
+            end = _block_close(sql, end)
+            if end < 0:  # unterminated: the server rejects the text here, so it is a statement's
+                end = n
+                content = True
         elif cat != _COMMENT:
+            if cat == _LPAREN:
+                depth += 1
+            elif cat == _RPAREN:
+                depth = max(depth - 1, 0)
             content = True
+            heading = body_start = after_begin = False
         pos = end
     if content:
         out.append(sql[start:].strip(_SPACE))
@@ -330,8 +362,11 @@ def split_statements(sql: str, *, standard_conforming_strings: bool = True) -> l
 
     Semicolons split only outside literals, quoted identifiers, comments and parentheses (the server
     parses the whole string with its grammar, so ``CREATE RULE ... DO (a; b)`` is one statement), and
-    outside the ``BEGIN ATOMIC ... END`` body of a CREATE FUNCTION/PROCEDURE. An unterminated literal or
-    comment swallows the rest of the text into the last statement (the server reports the syntax error).
+    outside the ``BEGIN ATOMIC ... END`` body of a CREATE FUNCTION/PROCEDURE: BEGIN and ATOMIC adjacent
+    tokens, and the body's END the first that begins one of its statements (``SELECT 1 AS case;`` or ``AS
+    end`` inside it end nothing). An unterminated literal or comment swallows the rest of the text into the
+    last statement, a statement of its own when it comes after the last semicolon (the server rejects the
+    whole text there). ``tests/integration/test_split_vs_postgres.py`` holds all this to a real server.
     Pass the session's current ``standard_conforming_strings`` (the server reports it in ParameterStatus).
     """
     return split_statements_counted(sql, standard_conforming_strings=standard_conforming_strings)[0]

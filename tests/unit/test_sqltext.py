@@ -167,8 +167,8 @@ def ref_lex(sql: str, scs: bool = True) -> list[tuple[str, str]]:
                         break
                 else:
                     j += 1
+            kind = "comment" if depth == 0 else "open_comment"  # unterminated: the server rejects it
             j = min(j, n)
-            kind = "comment"
         elif not after_ident and c in "eE" and nxt == "'":
             j = min(string_end(sql, i + 2, "'", True), n)
             while (k := continuation(sql, j)) is not None:  # E'a'<newline>'\' ...' is one E-string
@@ -177,6 +177,11 @@ def ref_lex(sql: str, scs: bool = True) -> list[tuple[str, str]]:
         elif not after_ident and c in "bBxX" and nxt == "'":
             k = sql.find("'", i + 2)
             j, kind = (k + 1 if k >= 0 else n), "lit"
+            # a continuation stays in the bit string: no backslash escapes (with the setting on, a new
+            # plain string would end at the same quote)
+            while not scs and (k := continuation(sql, j)) is not None:
+                k = sql.find("'", k)
+                j = k + 1 if k >= 0 else n
         elif not after_ident and c in "nN" and nxt == "'":
             j, kind = min(string_end(sql, i + 2, "'", not scs), n), "plain"
         elif not after_ident and c in "uU" and sql[i + 1 : i + 3] == "&'":
@@ -238,7 +243,7 @@ def ref_normalize(sql: str) -> tuple[str, bool]:
         return out[-1][-1] if out and out[-1] else " "
 
     for i, (kind, text) in enumerate(toks):
-        if kind in ("ws", "comment"):
+        if kind in ("ws", "comment", "open_comment"):
             if last() != " ":
                 out.append(" ")
         elif kind in ("lit", "plain"):
@@ -254,62 +259,62 @@ def ref_normalize(sql: str) -> tuple[str, bool]:
     return "".join(out).strip(" ").rstrip("; "), scs_dependent
 
 
+def ref_routine(stmt: list[tuple[str, str]]) -> bool:
+    """Do the tokens of a statement so far begin CREATE [OR REPLACE] FUNCTION|PROCEDURE?"""
+    words: list[str] = []
+    for kind, text in stmt[:4]:
+        if kind != "word":
+            break
+        words.append(text)
+    return words[:2] in (["create", "function"], ["create", "procedure"]) or words in (
+        ["create", "or", "replace", "function"],
+        ["create", "or", "replace", "procedure"],
+    )
+
+
 def ref_split(sql: str, scs: bool = True) -> tuple[list[str], int]:
+    """gram.y: statements end at ``;`` outside parentheses and outside ``BEGIN ATOMIC (stmt ;)* END``
+    routine bodies, where BEGIN and ATOMIC are adjacent tokens at depth 0 of CREATE [OR REPLACE]
+    FUNCTION|PROCEDURE and END closes the body only where a body statement would begin."""
     toks = ref_lex(sql, scs)
     out: list[str] = []
     empty = 0
     pos = start = 0
     content = False
-    depth = atomic = 0
-    head: list[str] = []
-    routine = pending = False
+    depth = bodies = 0
+    stmt: list[tuple[str, str]] = []  # significant tokens of the current statement (in its body)
     for kind, text in toks:
         end = pos + len(text)
-        if kind == "word":
-            word = text.lower()
-            if len(head) < 4:
-                head.append(word)
-                routine = (
-                    len(head) >= 2
-                    and head[0] == "create"
-                    and (
-                        head[1] in ("function", "procedure")
-                        or (
-                            head[1:3] == ["or", "replace"]
-                            and len(head) == 4
-                            and head[3] in ("function", "procedure")
-                        )
-                    )
-                )
-            if routine and depth == 0:
-                if pending:
-                    pending = False
-                    if word == "atomic":
-                        atomic = 1
-                        pos = end
-                        content = True
-                        continue
-                if word == "begin" and atomic == 0:
-                    pending = True
-                elif word == "case" and atomic:
-                    atomic += 1
-                elif word == "end" and atomic:
-                    atomic -= 1
-        if kind == ";" and depth == 0 and atomic == 0:
-            if content:
-                out.append(sql[start:pos].strip(WS))
-            else:
-                empty += 1
-            start = end
-            content = False
-            head = []
-            routine = pending = False
-        elif kind == "(":
-            depth += 1
-        elif kind == ")":
-            depth = max(depth - 1, 0)
-        if kind not in ("ws", "comment", ";"):
+        if kind == ";" and depth == 0:
+            if bodies == 0:
+                if content:
+                    out.append(sql[start:pos].strip(WS))
+                else:
+                    empty += 1
+                start = end
+                content = False
+            stmt = []
+            pos = end
+            continue
+        if kind not in ("ws", "comment"):
             content = True
+            if kind == "open_comment":
+                pos = end
+                continue
+            if kind == "(":
+                depth += 1
+            elif kind == ")":
+                depth = max(depth - 1, 0)
+            token = (kind, ascii_lower(text) if kind == "word" else text)
+            if bodies and not stmt and token == ("word", "end"):
+                bodies -= 1
+                stmt = [("closed", "")]  # the statement holding the body goes on, without another body
+            else:
+                stmt.append(token)
+                begins = token == ("word", "atomic") and depth == 0 and stmt[-2:-1] == [("word", "begin")]
+                if begins and ref_routine(stmt):
+                    bodies += 1
+                    stmt = []
         pos = end
     if content:
         out.append(sql[start:].strip(WS))
@@ -566,6 +571,98 @@ def test_split_follows_standard_conforming_strings() -> None:
     sql = "SELECT 'a\\'; SELECT 2; --'"
     assert split_statements(sql) == ["SELECT 'a\\'", "SELECT 2"]
     assert split_statements(sql, standard_conforming_strings=False) == [sql]
+
+
+def test_bit_string_continuation_takes_no_backslash_escapes() -> None:
+    # scan.l goes back to the bit string's own state after a continuation, even with the setting off
+    for prefix in ("B'1'", "x'F'"):
+        sql = f"SELECT {prefix}\n'\\' AS b; DELETE FROM t; -- '"
+        expected = [f"SELECT {prefix}\n'\\' AS b", "DELETE FROM t"]
+        assert split_statements(sql, standard_conforming_strings=False) == expected
+        assert split_statements(sql) == expected
+
+
+_F = "CREATE FUNCTION f() RETURNS int LANGUAGE sql"
+
+
+@pytest.mark.parametrize(
+    ("sql", "statements"),
+    [
+        # gram.y: BEGIN ATOMIC (stmt ;)* END: the body ends at an END that begins a statement, whatever
+        # CASE or END came inside its statements (CASE and END are column labels after AS or a dot)
+        (
+            f"{_F} BEGIN ATOMIC SELECT 1 AS case; END; DROP TABLE t",
+            [f"{_F} BEGIN ATOMIC SELECT 1 AS case; END"],
+        ),
+        (
+            f"{_F} BEGIN ATOMIC SELECT s.case FROM s; END; DROP TABLE t",
+            [f"{_F} BEGIN ATOMIC SELECT s.case FROM s; END"],
+        ),
+        (
+            f"{_F} BEGIN ATOMIC SELECT 1 AS end; SELECT 2; END; DROP TABLE t",
+            [f"{_F} BEGIN ATOMIC SELECT 1 AS end; SELECT 2; END"],
+        ),
+        (
+            f"{_F} BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; end; DROP TABLE t",
+            [f"{_F} BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; end"],
+        ),
+        (f"{_F} BEGIN ATOMIC ; ; END; DROP TABLE t", [f"{_F} BEGIN ATOMIC ; ; END"]),
+        (f"{_F} BEGIN ATOMIC /* c */ END; DROP TABLE t", [f"{_F} BEGIN ATOMIC /* c */ END"]),
+        (
+            f"{_F} BEGIN ATOMIC SELECT 1; /* ; */ End -- ;\n; DROP TABLE t",
+            [f"{_F} BEGIN ATOMIC SELECT 1; /* ; */ End -- ;"],
+        ),
+        (f"{_F} BEGIN ATOMIC (SELECT 1); END; DROP TABLE t", [f"{_F} BEGIN ATOMIC (SELECT 1); END"]),
+        # a body statement may be CREATE FUNCTION with a body of its own (the server parses it)
+        (
+            f"{_F} BEGIN ATOMIC {_F} BEGIN ATOMIC SELECT 1; END; SELECT 2; END; DROP TABLE t",
+            [f"{_F} BEGIN ATOMIC {_F} BEGIN ATOMIC SELECT 1; END; SELECT 2; END"],
+        ),
+        # BEGIN and ATOMIC must be adjacent tokens: these hold no body
+        (f"{_F} SET begin.atomic = 1 RETURN 1; DROP TABLE t", [f"{_F} SET begin.atomic = 1 RETURN 1"]),
+        (
+            f"{_F} SET search_path = begin, atomic RETURN 1; DROP TABLE t",
+            [f"{_F} SET search_path = begin, atomic RETURN 1"],
+        ),
+        (
+            "CREATE FUNCTION f(begin int, atomic int) RETURNS int LANGUAGE sql RETURN begin + atomic;"
+            " DROP TABLE t",
+            ["CREATE FUNCTION f(begin int, atomic int) RETURNS int LANGUAGE sql RETURN begin + atomic"],
+        ),
+        # ... comments between them are fine
+        (
+            f"{_F} BEGIN /* c */ ATOMIC SELECT 1; END; DROP TABLE t",
+            [f"{_F} BEGIN /* c */ ATOMIC SELECT 1; END"],
+        ),
+        (
+            f"{_F} BEGIN -- c\n ATOMIC SELECT 1; END; DROP TABLE t",
+            [f"{_F} BEGIN -- c\n ATOMIC SELECT 1; END"],
+        ),
+        # the head must be consecutive words
+        ("CREATE OR REPLACE PROCEDURE p() BEGIN ATOMIC SELECT 1; END; DROP TABLE t", None),
+        ("CREATE TABLE begin (atomic int); DROP TABLE t", ["CREATE TABLE begin (atomic int)"]),
+    ],
+)
+def test_routine_bodies_end_where_the_grammar_ends_them(sql: str, statements: list[str] | None) -> None:
+    if statements is None:
+        statements = [sql[: sql.index("; DROP")]]
+    assert split_statements(sql) == [*statements, "DROP TABLE t"]
+    assert split_statements(sql, standard_conforming_strings=False) == [*statements, "DROP TABLE t"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "statements"),
+    [
+        # the server rejects the whole text at the unterminated comment: it is a statement, not an empty one
+        ("SELECT 1; /* unterminated ; SELECT 2", ["SELECT 1", "/* unterminated ; SELECT 2"]),
+        ("SELECT 1; /* a /* b */ SELECT 2", ["SELECT 1", "/* a /* b */ SELECT 2"]),
+        ("/* x", ["/* x"]),
+        ("SELECT 1; /* closed */", ["SELECT 1"]),
+    ],
+)
+def test_unterminated_comment_is_a_statement(sql: str, statements: list[str]) -> None:
+    assert split_statements(sql) == statements
+    assert split_statements_counted(sql)[1] == (1 if sql.endswith("*/") else 0)
 
 
 ATOM = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_ =<>+*.,\n\t", min_size=1, max_size=15)
