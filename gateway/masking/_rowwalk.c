@@ -192,78 +192,6 @@ static int walk_row(unsigned char *buf, Py_ssize_t s, Py_ssize_t e, Py_ssize_t r
     return flag;
 }
 
-static PyObject *mask_columns(PyObject *self, PyObject *args)
-{
-    Py_buffer view;
-    PyObject *spans_obj, *ops_obj, *spans = NULL, *counts_list = NULL, *flagged = NULL, *result = NULL;
-    Op *ops = NULL;
-    Py_ssize_t nops = 0, nspans, k, i;
-    long long *counts = NULL;
-    (void)self;
-
-    if (!PyArg_ParseTuple(args, "w*OO:mask_columns", &view, &spans_obj, &ops_obj))
-        return NULL;
-    if (parse_ops(ops_obj, &ops, &nops) < 0)
-        goto done;
-    spans = PySequence_Fast(spans_obj, "spans must be a sequence of (start, end) pairs");
-    if (spans == NULL)
-        goto done;
-    counts = PyMem_Calloc(2 * (size_t)nops + 1, sizeof(long long));
-    flagged = PyList_New(0);
-    if (counts == NULL || flagged == NULL) {
-        if (counts == NULL)
-            PyErr_NoMemory();
-        goto done;
-    }
-    nspans = PySequence_Fast_GET_SIZE(spans);
-    for (k = 0; k < nspans; k++) {
-        PyObject *span = PySequence_Fast_GET_ITEM(spans, k);
-        Py_ssize_t s, e;
-        int rc;
-        if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2) {
-            PyErr_SetString(PyExc_TypeError, "each span must be a (start, end) tuple");
-            goto done;
-        }
-        s = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 0));
-        e = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 1));
-        if (PyErr_Occurred())
-            goto done;
-        if (s < 0 || e < s || e > view.len) {
-            PyErr_Format(PyExc_ValueError, "DataRow %zd: span outside the buffer", k);
-            goto done;
-        }
-        rc = walk_row((unsigned char *)view.buf, s, e, k, ops, nops, counts);
-        if (rc < 0)
-            goto done;
-        if (rc > 0) {
-            PyObject *index = PyLong_FromSsize_t(k);
-            if (index == NULL || PyList_Append(flagged, index) < 0) {
-                Py_XDECREF(index);
-                goto done;
-            }
-            Py_DECREF(index);
-        }
-    }
-    counts_list = PyList_New(2 * nops);
-    if (counts_list == NULL)
-        goto done;
-    for (i = 0; i < 2 * nops; i++) {
-        PyObject *c = PyLong_FromLongLong(counts[i]);
-        if (c == NULL)
-            goto done;
-        PyList_SET_ITEM(counts_list, i, c);
-    }
-    result = PyTuple_Pack(2, counts_list, flagged);
-done:
-    Py_XDECREF(counts_list);
-    Py_XDECREF(flagged);
-    Py_XDECREF(spans);
-    PyMem_Free(counts);
-    PyMem_Free(ops);
-    PyBuffer_Release(&view);
-    return result;
-}
-
 /* One CopyData message of COPY TO in text format: one line, fields split by the delimiter byte (a
  * delimiter inside a value is always escaped, so the split is exact), NULL written as \N. 1: the Python
  * path must take it (not one whole line, another field count, or an op that changes the length). */
@@ -302,25 +230,26 @@ static int walk_copy_line(unsigned char *buf, Py_ssize_t s, Py_ssize_t e, unsign
     return 0;
 }
 
-static PyObject *mask_copy_text(PyObject *self, PyObject *args)
-{
-    Py_buffer view;
-    PyObject *spans_obj, *ops_obj, *spans = NULL, *counts_list = NULL, *flagged = NULL, *result = NULL;
-    Op *ops = NULL;
-    Py_ssize_t nops = 0, nspans, k, i, ncols;
-    int delimiter;
-    long long *counts = NULL;
-    (void)self;
+/* What one call walks: DataRows (delimiter unused) or text-format COPY lines. */
+typedef struct {
+    int copy;
+    unsigned char delimiter;
+    Py_ssize_t ncols;
+} Walk;
 
-    if (!PyArg_ParseTuple(args, "w*OOin:mask_copy_text", &view, &spans_obj, &ops_obj, &delimiter, &ncols))
-        return NULL;
-    if (delimiter < 0 || delimiter > 255 || delimiter == '\n' || delimiter == '\\') {
-        PyErr_SetString(PyExc_ValueError, "delimiter must be one byte, not newline or backslash");
-        goto done;
-    }
+/* The loop both entry points share: parse the ops, walk every span, return (counts, flagged). Takes
+ * ownership of ``view`` (released here). */
+static PyObject *run(Py_buffer *view, PyObject *spans_obj, PyObject *ops_obj, const Walk *walk)
+{
+    PyObject *spans = NULL, *counts_list = NULL, *flagged = NULL, *result = NULL;
+    Op *ops = NULL;
+    Py_ssize_t nops = 0, nspans, k, i;
+    long long *counts = NULL;
+    const char *what = walk->copy ? "CopyData" : "DataRow";
+
     if (parse_ops(ops_obj, &ops, &nops) < 0)
         goto done;
-    if (nops > 0 && ops[nops - 1].column >= ncols) {
+    if (walk->copy && nops > 0 && ops[nops - 1].column >= walk->ncols) {
         PyErr_SetString(PyExc_ValueError, "ops name a column past ncols");
         goto done;
     }
@@ -338,6 +267,7 @@ static PyObject *mask_copy_text(PyObject *self, PyObject *args)
     for (k = 0; k < nspans; k++) {
         PyObject *span = PySequence_Fast_GET_ITEM(spans, k);
         Py_ssize_t s, e;
+        int rc;
         if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2) {
             PyErr_SetString(PyExc_TypeError, "each span must be a (start, end) tuple");
             goto done;
@@ -346,11 +276,17 @@ static PyObject *mask_copy_text(PyObject *self, PyObject *args)
         e = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 1));
         if (PyErr_Occurred())
             goto done;
-        if (s < 0 || e < s + 5 || e > view.len) {
-            PyErr_Format(PyExc_ValueError, "CopyData %zd: span outside the buffer", k);
+        if (s < 0 || e < s + (walk->copy ? 5 : 0) || e > view->len) {
+            PyErr_Format(PyExc_ValueError, "%s %zd: span outside the buffer", what, k);
             goto done;
         }
-        if (walk_copy_line((unsigned char *)view.buf, s, e, (unsigned char)delimiter, ncols, ops, nops, counts)) {
+        if (walk->copy)
+            rc = walk_copy_line((unsigned char *)view->buf, s, e, walk->delimiter, walk->ncols, ops, nops, counts);
+        else
+            rc = walk_row((unsigned char *)view->buf, s, e, k, ops, nops, counts);
+        if (rc < 0)
+            goto done;
+        if (rc > 0) {
             PyObject *index = PyLong_FromSsize_t(k);
             if (index == NULL || PyList_Append(flagged, index) < 0) {
                 Py_XDECREF(index);
@@ -375,8 +311,37 @@ done:
     Py_XDECREF(spans);
     PyMem_Free(counts);
     PyMem_Free(ops);
-    PyBuffer_Release(&view);
+    PyBuffer_Release(view);
     return result;
+}
+
+static PyObject *mask_columns(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    PyObject *spans_obj, *ops_obj;
+    Walk walk = {0, 0, 0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*OO:mask_columns", &view, &spans_obj, &ops_obj))
+        return NULL;
+    return run(&view, spans_obj, ops_obj, &walk);
+}
+
+static PyObject *mask_copy_text(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    PyObject *spans_obj, *ops_obj;
+    int delimiter;
+    Walk walk = {1, 0, 0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*OOin:mask_copy_text", &view, &spans_obj, &ops_obj, &delimiter, &walk.ncols))
+        return NULL;
+    if (delimiter < 0 || delimiter > 255 || delimiter == '\n' || delimiter == '\\') {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "delimiter must be one byte, not newline or backslash");
+        return NULL;
+    }
+    walk.delimiter = (unsigned char)delimiter;
+    return run(&view, spans_obj, ops_obj, &walk);
 }
 
 static PyMethodDef methods[] = {
