@@ -1,0 +1,1 @@
+"""Just-in-time approval of single statements: the request record in KV and the rules of a decision."""
