@@ -320,6 +320,8 @@ class SessionAudit:
         rule: str | None = None,
         result: Result = "success",
         pci: Sequence[str] = (),
+        code: str | None = None,
+        message: str | None = None,
     ) -> tuple[str, str, bytes]:
         """A policy hook's event of this session (masking, SAD): ``(subject, id, payload)``, validated
         through its model because these are rare next to ``command.executed``."""
@@ -333,7 +335,7 @@ class SessionAudit:
             origin=self.origin,
             target=self.target,
             session_id=self.session_id,
-            outcome=Outcome(result=result, code=None, message=None),
+            outcome=Outcome(result=result, code=code, message=message),
             policy=Policy(version=self._policy_version, rule=rule),
             pci=tuple(dict.fromkeys((*pci_requirements(event_type), *pci))),
             data=data,

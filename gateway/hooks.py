@@ -88,6 +88,9 @@ class StatementView:
     rule: str | None = None
     notes: dict[str, object] = field(default_factory=dict)
     event_id: str | None = None  # its command.executed, once the intent is recorded
+    # The server reported standard_conforming_strings on, and nothing running could have changed it since:
+    # a backslash in a '...' string is then just a character to the policy.
+    scs_on: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +102,14 @@ class Verdict:
     sqlstate: str = "42501"
     message: str = ""
     rule: str | None = None
+    # why, for the command.blocked event (schemas: CommandBlockedData.reason)
+    reason: Literal["policy_rule", "parse_error", "sad_detected", "limit_exceeded"] = "policy_rule"
 
 
 ALLOW = Verdict("allow")
+
+MASK_ALL: Final = "mask_all"
+"""``StatementView.notes`` key a policy sets (to True) when every value a statement returns must be hidden."""
 
 
 class RowHandler(Protocol):

@@ -22,6 +22,7 @@ from gateway.jwks import jwks_source
 from gateway.masking import rowwalk
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.hook import MaskingPolicy
+from gateway.policy.hook import PolicyRuntime
 from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
 from gateway.session import PgSession
 from gateway.spool_link import SpoolLink
@@ -145,17 +146,20 @@ class Gateway:
         return lines
 
     async def _hooks_for(self, ctx: ListenerContext) -> HookFactory:
-        """Masking always runs (it is not optional in a PCI data path); test hooks come after it."""
+        """The policy, then masking, always run (neither is optional in a PCI data path); test hooks come
+        after them."""
         conn = ctx.connection
         role = conn.roles[0]
         catalog = CatalogCache(conn.upstream, role.user, ctx.password_for(role), ctx.upstream_tls)
         await catalog.start()
         self.catalogs.append(catalog)
-        policy = MaskingPolicy(self.config.masking[conn.masking], catalog)
+        masking = MaskingPolicy(self.config.masking[conn.masking], catalog)
+        policy = PolicyRuntime(self.config.policies[conn.policy], self.config.approvals)
         extra = self.hook_factory
 
         def hooks(info: SessionInfo) -> list[Hook]:
-            return [*policy.hooks(info), *(extra(info) if extra is not None else ())]
+            own = [*policy.hooks(info), *masking.hooks(info)]
+            return [*own, *(extra(info) if extra is not None else ())]
 
         return hooks
 

@@ -47,7 +47,17 @@ from gateway.spool_waits import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
 from schemas.ids import format_utc, new_event_id
-from schemas.models import Actor, AuthFailedData, Envelope, Origin, SessionClosedData, SessionOpenedData
+from schemas.models import (
+    Actor,
+    AuthFailedData,
+    CommandBlocked,
+    CommandBlockedData,
+    Envelope,
+    Origin,
+    SessionClosedData,
+    SessionOpenedData,
+    Statement,
+)
 
 if TYPE_CHECKING:
     from gateway.runtime import ListenerContext
@@ -70,7 +80,6 @@ FORWARDED_PARAMS: Final = frozenset(
         "intervalstyle",
         "timezone",
         "extra_float_digits",
-        "search_path",
         "statement_timeout",
         "lock_timeout",
         "idle_in_transaction_session_timeout",
@@ -206,6 +215,7 @@ class PgSession:
         self._held_up: bytes | bytearray | None = None
         self._client_backlog: list[bytes] = []
         self._wait: asyncio.Task[None] | None = None  # a hook's wait before judging a held statement
+        self._scs = True  # standard_conforming_strings, as upstream last reported it
         self._held_down: deque[tuple[int, bytes | bytearray]] = deque()
         self._down_waiting = False
         self._done: asyncio.Future[str] | None = None
@@ -369,6 +379,10 @@ class PgSession:
             raise SessionEnd("upstream_closed", fatal(exc.sqlstate, exc.client_message)) from None
         up = self.upstream
         self.privileged = up.parameters.get("is_superuser") == "on"
+        # Where statements end depends on it (a role or database default may turn it off); kept current
+        # from the server's ParameterStatus reports.
+        self._scs = up.parameters.get("standard_conforming_strings", "on") == "on"
+        _check_encoding(up.parameters.get("client_encoding", "UTF8"))
         self.cancel_pid, self.cancel_key = ctx.cancels.register(self)
         out = [m.authentication_ok()]
         out += [m.parameter_status(k, v) for k, v in up.parameters.items()]
@@ -670,7 +684,7 @@ class PgSession:
         if typ == m.QUERY:
             if len(body) - 1 > self._max_stmt:
                 return None  # refused as too long when it is judged
-            texts = split_statements(m.parse_query(body))
+            texts = split_statements(m.parse_query(body), standard_conforming_strings=self._scs)
         else:
             portal = self._portals.get(m.parse_execute(body).portal)
             texts = [portal.text] if portal is not None else []
@@ -700,7 +714,15 @@ class PgSession:
         if len(body) - 1 > self._max_stmt:
             return self._refuse_query(_too_long(len(body) - 1, self._max_stmt)), 0, False
         sql = m.parse_query(body)
-        texts = split_statements(sql)
+        texts = split_statements(sql, standard_conforming_strings=self._scs)
+        if (
+            "\\" in sql
+            and self._expect
+            and texts != split_statements(sql, standard_conforming_strings=not self._scs)
+        ):
+            # Statements still in flight may change standard_conforming_strings before this one is read,
+            # and where this one's statements end depends on it: it is not run on a guess.
+            return self._refuse_query(fatal_free("42601", _SCS_IN_FLIGHT, _SCS_HINT)), 0, False
         entry = Expect(K_QUERY)
         seq = 0
         write = False
@@ -729,7 +751,8 @@ class PgSession:
         body = m.message_body(buf, s, e)
         todo: list[tuple[str, Portal | None, str]] = []
         if typ == m.QUERY:
-            todo = [(text, None, "simple") for text in split_statements(m.parse_query(body))]
+            texts = split_statements(m.parse_query(body), standard_conforming_strings=self._scs)
+            todo = [(text, None, "simple") for text in texts]
         elif typ == m.EXECUTE:
             portal = self._portals.get(m.parse_execute(body).portal)
             if portal is not None:
@@ -825,10 +848,13 @@ class PgSession:
         sa = audit.statement_audit(text)
         self._sequence += 1
         view = StatementView(self._sequence, text, sa.info, params, formats, protocol)  # type: ignore[arg-type]
+        # What the server last reported, and only while no statement that could change it is running.
+        view.scs_on = self._scs and not any(x.kind in _RUNS for x in self._expect)
         verdict = self.hooks.statement(view) if self.hooks.wants_statements else ALLOW
         assert self.audit is not None
         if verdict.action != "allow":
             self.statements_blocked += 1
+            self._record_blocked(view, sa, params, formats, oids, verdict)
             return None, verdict, 0
         event_id = view.event_id = new_event_id()
         draft = self.audit.command_draft(
@@ -840,6 +866,34 @@ class PgSession:
         intent = self.audit.command_intent(draft, privileged=self.privileged, rule=view.rule)
         seq = self._last_seq = self.ctx.spool.append_intent(_SUBJECT_EXECUTED, event_id, intent)
         return Running(view, event_id, draft), verdict, seq
+
+    def _record_blocked(  # noqa: PLR0917 - _begin's arguments, passed on
+        self,
+        view: StatementView,
+        sa: audit.StatementAudit,
+        params: list[bytes | None] | None,
+        formats: list[int],
+        oids: list[int] | None,
+        verdict: Verdict,
+    ) -> None:
+        """The ``command.blocked`` event of a refused statement (masked text and parameters, like every
+        statement's record); raises SpoolUnavailable when it cannot be kept."""
+        assert self.audit is not None
+        statement = self.audit.statement_json(view.text, sa, params, formats, oids or ())
+        data = CommandBlockedData(
+            statement=Statement.model_validate_json(statement),
+            sequence=view.sequence,
+            reason=verdict.reason,
+            limit=None,
+            chd_access=view.chd_access,
+            privileged=self.privileged,
+            approval_id=view.approval_id,
+        )
+        message = verdict.message or "statement refused by policy"
+        subject, event_id, payload = self.audit.hook_event(
+            CommandBlocked, data, rule=verdict.rule, result="blocked", code=verdict.sqlstate, message=message
+        )
+        self._last_seq = self.ctx.spool.append_event(subject, event_id, payload, lazy=True)
 
     def _abandon(self, entry: Expect) -> None:
         """Statements of a refused Query whose intents were written: they did not run."""
@@ -945,6 +999,12 @@ class PgSession:
                     expect.popleft()
             elif typ == m.PORTAL_SUSPENDED:
                 self._on_suspended()
+            elif typ == _S:
+                name, value = m.parse_parameter_status(m.message_body(buf, s, e))
+                if name == "standard_conforming_strings":
+                    self._scs = value == "on"
+                elif name == "client_encoding":
+                    _check_encoding(value)
             elif typ in _PASS:
                 if typ in _HOOKED_SERVER and self.hooks.wants_server_messages:
                     replacement = self._on_server_message(typ, buf, s, e)
@@ -1268,6 +1328,8 @@ _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
 _NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
 _COPY_DATA: Final = m.COPY_DATA
+_S: Final = m.PARAMETER_STATUS
+_RUNS: Final = frozenset({K_QUERY, K_EXECUTE, K_FUNC})
 _JUDGED: Final = frozenset({m.QUERY, m.EXECUTE})  # the messages that run statements a hook may hold
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
 # Server messages a hook may rewrite (they can carry values) or must see (COPY begins and ends).
@@ -1351,6 +1413,31 @@ def _function_text(body: bytes | memoryview) -> str:
 
 def _blocked(verdict: Verdict) -> bytes:
     return fatal_free(verdict.sqlstate, verdict.message or "pcigate: statement refused by policy")
+
+
+# Client encodings in which a multibyte character can hold the byte of a quote or a backslash: the
+# gateway's lexer, which reads statements as UTF-8, would not end strings where the server does.
+_UNSAFE_ENCODINGS: Final = frozenset({"SJIS", "BIG5", "GBK", "GB18030", "UHC", "JOHAB"})
+
+
+def _check_encoding(name: str) -> None:
+    if name.upper() in _UNSAFE_ENCODINGS:
+        raise SessionEnd(
+            "protocol_error",
+            fatal(
+                "22023",
+                f"pcigate: client_encoding {name} is not supported: one of its characters can hold the byte "
+                "of a quote or backslash, so the gateway could not read statements the way the server does",
+                "use client_encoding UTF8 (the client converts)",
+            ),
+        )
+
+
+_SCS_IN_FLIGHT: Final = (
+    "pcigate: where the statements of this query end depends on standard_conforming_strings, which "
+    "statements still running may change; it was not run"
+)
+_SCS_HINT: Final = "send it again once the earlier statements have completed, or use E'' strings"
 
 
 def _spool_message(error: SpoolUnavailable) -> str:

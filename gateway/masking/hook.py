@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from gateway.hooks import Hook, RowHandler, SessionInfo, StatementView, Verdict
+from gateway.hooks import MASK_ALL, Hook, RowHandler, SessionInfo, StatementView, Verdict
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.copyout import CopyMasker
 from gateway.masking.detect import Masked, find_track_data, has_candidate, mask_card_data
@@ -175,7 +175,7 @@ class MaskingHook(Hook):
                     action="statement_blocked",
                     count=count,
                 )
-            return Verdict("block", "42501", _TRACK_BLOCKED, rule="sad-in-statement")
+            return Verdict("block", "42501", _TRACK_BLOCKED, rule="sad-in-statement", reason="sad_detected")
         lineage = self.policy.lineage.analyze(stmt.text)
         if lineage.lineage.defines is not None:  # DECLARE / PREPARE: remember what FETCH / EXECUTE return
             self._handles[lineage.lineage.defines] = lineage
@@ -212,6 +212,7 @@ class MaskingHook(Hook):
         policy = self.policy
         lineage = _lineage_of(stmt)
         by_lineage = lineage.actions_for(fields) if lineage is not None else [None] * len(fields)
+        mask_all = stmt is not None and stmt.notes.get(MASK_ALL) is True
         masks: list[ColumnMask] = []
         sad: dict[int, SadKind] = {}
         for i, f in enumerate(fields):
@@ -221,11 +222,13 @@ class MaskingHook(Hook):
                 by_name = stricter(by_name, policy.column_action(real))
             derived = by_lineage[i] or "clear"
             action = stricter(by_name, derived)
-            if action == "clear":
-                continue
-            detector: Literal["column_policy", "lineage"] = (
+            detector: Literal["column_policy", "lineage", "custom_rule"] = (
                 "column_policy" if _STRICTNESS[by_name] >= _STRICTNESS[derived] else "lineage"
             )
+            if mask_all and _STRICTNESS[action] < _STRICTNESS["full"]:
+                action, detector = "full", "custom_rule"  # a policy rule with action: mask
+            if action == "clear":
+                continue
             masks.append(ColumnMask(i, action, detector))
             kind = (
                 _SAD_NAMES.get(f.name.casefold())
@@ -266,6 +269,8 @@ class MaskingHook(Hook):
             overall, formats = m.parse_copy_response(body)
             lineage = _lineage_of(stmt)
             actions = lineage.copy_actions(len(formats)) if lineage else None
+            if stmt is not None and stmt.notes.get(MASK_ALL) is True:
+                actions = ["full"] * len(formats)  # a policy rule with action: mask
             self._copy = CopyMasker(
                 binary=overall == 1,
                 csv=lineage.copy_csv if lineage else None,

@@ -32,14 +32,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import ClassVar, Final, Literal
+from typing import Final, Literal
 
 from sqlglot import exp
-from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
-from sqlglot.parsers.postgres import PostgresParser
 from sqlglot.tokenizer_core import Token, TokenType
 
+from gateway.sqlast import DIALECT, Parser, parse, tokenize
 from pcigate.config.models import ColumnRule, MaskingProfile
 
 __all__ = [
@@ -139,19 +138,6 @@ def analyze(sql: str, spec: SensitiveSpec) -> Lineage:
 # --- sqlglot, configured for this use ---------------------------------------------------------------------
 
 
-class _Tokenizer(Postgres.Tokenizer):
-    # sqlglot swallows the rest of DECLARE/EXECUTE/FETCH/SHOW/... into one string token; we read those
-    # statements' clauses ourselves, so every word stays a token.
-    COMMANDS: ClassVar[set[TokenType]] = set()
-
-
-class _Parser(PostgresParser):
-    def _warn_unsupported(self) -> None:
-        # sqlglot logs the statement text here, and statement text may hold card numbers.
-        return
-
-
-_DIALECT: Final = Postgres()
 _ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _UESCAPE: Final = re.compile(r"""(?<![\w$])u&["]""", re.IGNORECASE)
 _WORD: Final = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*)')
@@ -645,7 +631,7 @@ class LineageAnalyzer:
             return Lineage(None, True, 'a unicode-escaped identifier (U&"...") is not analyzed')
         walk = _Walk(self, sql)
         try:
-            tokens = _Tokenizer().tokenize(sql)
+            tokens = tokenize(sql)
             return walk.statement(tokens)
         except _UnknownError as exc:
             return Lineage(None, True, str(exc))
@@ -709,7 +695,7 @@ class _Walk:
             return self._explain(tokens)
         if head in _NO_ROWS:
             return Lineage(None, False)
-        parsed = [e for e in _Parser(dialect=_DIALECT).parse(list(tokens), self.sql) if e is not None]
+        parsed = [e for e in Parser(dialect=DIALECT).parse(list(tokens), self.sql) if e is not None]
         if not parsed:
             return Lineage(None, False)
         if len(parsed) > 1:
@@ -821,7 +807,7 @@ class _Walk:
             if tokens[2].token_type != TokenType.L_PAREN or tokens[-1].token_type != TokenType.R_PAREN:
                 raise _OpaqueError("EXECUTE has an unexpected form")
             text = "SELECT " + self.sql[tokens[3].start : tokens[-2].end + 1] if len(tokens) > 4 else "SELECT"
-            parsed = _Parser(dialect=_DIALECT).parse(_Tokenizer().tokenize(text), text)
+            parsed = parse(text)
             if len(parsed) != 1 or not isinstance(parsed[0], exp.Select):
                 raise _OpaqueError("EXECUTE has an unexpected form")
             taints = [self._expr(arg, _Scope(None)) for arg in parsed[0].expressions]

@@ -63,7 +63,7 @@ class ColumnMask:
 
     index: int
     action: Action
-    detector: Literal["column_policy", "lineage"]
+    detector: Literal["column_policy", "lineage", "custom_rule"]
 
 
 @dataclass(slots=True)

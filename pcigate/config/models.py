@@ -15,6 +15,7 @@ from datetime import timedelta
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import rfc8785
 from pydantic import (
@@ -23,7 +24,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    JsonValue,
     PlainSerializer,
     PlainValidator,
     StrictBool,
@@ -450,6 +450,13 @@ class Connection(_Model):
 # --- policies and masking ---------------------------------------------------------------------------------
 
 
+def _check_command(value: str) -> str:
+    words = value.lower().split()
+    if not words or not all(w.isalpha() for w in words) or len(words) > 3:
+        raise ValueError("must be one to three keywords, like drop, truncate or alter system")
+    return " ".join(words)
+
+
 class RuleApproval(_Model):
     """Who approves a held statement; unset fields fall back to the ``approvals`` section."""
 
@@ -459,11 +466,93 @@ class RuleApproval(_Model):
     scope: Literal["statement", "session"] = "statement"
 
 
+StatementClass = Literal[
+    "read", "write", "ddl", "dcl", "utility", "copy_out", "copy_in", "function_call", "transaction"
+]
+Condition = Literal[
+    "no_where",
+    "dangerous_function",
+    "copy_program",
+    "copy_file",
+    "alter_system",
+    "set_role",
+    "set_session_authorization",
+    "create_extension",
+    "search_path",
+]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d|24:00")
+_PATTERN = re.compile(r"[A-Za-z0-9_$*?\[\]!.-]+")
+
+
+def _check_clock(value: str) -> str:
+    if not _CLOCK.fullmatch(value):
+        raise ValueError("must be a time of day HH:MM (00:00 to 24:00)")
+    return value
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name like UTC or Europe/Berlin") from None
+    return value
+
+
+def _pattern_check(shape: str) -> AfterValidator:
+    parts = shape.count(".") + 1
+
+    def check(value: str) -> str:
+        if not _PATTERN.fullmatch(value) or not 1 <= len(value.split(".")) <= parts:
+            raise ValueError(
+                f"must be a name pattern like {shape}: shell wildcards * ? [...]; with fewer parts, the "
+                "missing leading ones match anything"
+            )
+        return value.lower()
+
+    return AfterValidator(check)
+
+
+class TimeWindow(_Model):
+    """A weekly time window: ``days`` between ``start`` and ``end`` in ``tz``; ``outside`` inverts it."""
+
+    days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    start: Annotated[StrictStr, AfterValidator(_check_clock)] = "00:00"
+    end: Annotated[StrictStr, AfterValidator(_check_clock)] = "24:00"
+    tz: Annotated[StrictStr, AfterValidator(_check_zone)] = "UTC"
+    outside: StrictBool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeWindow:
+        if self.start >= self.end:
+            why = f"must be after start ({self.start}); a window does not wrap midnight"
+            raise IssuesError([(("end",), why)])
+        return self
+
+
+class RuleMatch(_Model):
+    """When a rule applies: every key given must match (AND); within a key's list, any entry (OR).
+
+    An empty match applies to every statement. Tables and columns are shell patterns matched against
+    schema-qualified names, case-insensitively; an unqualified name in a statement is taken as ``public``."""
+
+    groups: tuple[Text, ...] = ()
+    kinds: tuple[Literal["human", "agent", "service"], ...] = ()
+    statements: tuple[StatementClass, ...] = ()
+    commands: tuple[Annotated[StrictStr, AfterValidator(_check_command)], ...] = ()
+    tables: tuple[Annotated[StrictStr, _pattern_check("schema.table")], ...] = ()
+    columns: tuple[Annotated[StrictStr, _pattern_check("schema.table.column")], ...] = ()
+    functions: tuple[Annotated[StrictStr, _pattern_check("schema.function")], ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    rows_over: Annotated[StrictInt, _between(0, 1_000_000_000)] | None = None
+    time: TimeWindow | None = None
+
+
 class Rule(_Model):
-    """A policy rule. ``match`` is kept as plain data here; the policy engine defines its keys."""
+    """A policy rule: the first one whose ``match`` applies decides."""
 
     name: Name
-    match: dict[str, JsonValue]
+    match: RuleMatch
     action: Literal["allow", "block", "require_approval", "mask"]
     message: Text | None = None
     approval: RuleApproval | None = None

@@ -77,7 +77,19 @@ def render(layout: Layout, ep: DevEndpoints) -> dict[str, Any]:
             }
         ],
         "policies": {
-            "default": {"default_action": "allow", "opaque_action": "require_approval", "rules": []},
+            "default": {
+                "default_action": "allow",
+                "opaque_action": "require_approval",
+                "rules": [
+                    {
+                        "name": "no-destruction",
+                        "match": {"commands": ["drop", "truncate", "alter system"]},
+                        "action": "block",
+                        "message": "DROP, TRUNCATE and ALTER SYSTEM do not run through the gateway; "
+                        "ship them as a reviewed migration",
+                    },
+                ],
+            },
         },
         "approvals": {"approver_groups": [APPROVER_GROUP], "default_timeout": "15m", "default_quorum": 1},
         "gateway": {"digest_key": f"file:{secret(DIGEST_KEY_SECRET)}", "digest_key_id": "dev1"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import asyncpg
@@ -78,15 +79,25 @@ def _pgbench_env(gw: GatewayEndpoint) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pgbench_tables(gateway: GatewayEndpoint) -> None:
-    result = subprocess.run(
+    """pgbench's tables, made directly upstream: ``pgbench -i`` drops and truncates, which the dev policy
+    refuses through the gateway (tests/e2e/test_policy_e2e.py); the gateway's role may then use them."""
+    url = urllib.parse.urlsplit(gateway.layout.secret("postgres_superuser_dsn").read_text().strip())
+    env = {
+        **os.environ,
+        "PGHOST": url.hostname or "127.0.0.1",
+        "PGPORT": str(url.port or 5432),
+        "PGUSER": urllib.parse.unquote(url.username or ""),
+        "PGPASSWORD": urllib.parse.unquote(url.password or ""),
+        "PGDATABASE": gateway.database,
+        "PGSSLMODE": "disable",
+    }
+    grant = "GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO pcigate_rw"
+    for argv in (
         [tool("pgbench"), "-i", "-s", "1", "-q", "--no-vacuum"],
-        env=_pgbench_env(gateway),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+        [tool("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-c", grant],
+    ):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])

@@ -58,6 +58,25 @@ def test_psql_select_masks_pan_and_hides_cvv(gateway: GatewayEndpoint) -> None:
     assert_clean(out)
 
 
+def test_demo_select_star_from_cards_shows_no_card_data(gateway: GatewayEndpoint) -> None:
+    """Issue 5's "done when": the demo ``SELECT * FROM cards`` through the gateway, every row."""
+    token = gateway.token(groups=("payments-admins",))
+    env = {**os.environ, "PGPASSWORD": token, "PGSSLMODE": "disable"}
+    cmd = [
+        psql_path(), "-X", "-h", gateway.host, "-p", str(gateway.port), "-U", "alice@example.com",
+        "-d", gateway.database, "-c", "SELECT * FROM cards",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = out.splitlines()
+    header = [h.strip() for h in lines[0].split("|")]
+    rows = [[v.strip() for v in line.split("|")] for line in lines[2:] if line.count("|") == len(header) - 1]
+    assert len(rows) >= 10_000
+    pan, cvv = header.index("pan"), header.index("cvv")
+    assert all(MASKED.match(r[pan]) for r in rows)
+    assert all(r[cvv] == "" for r in rows)
+    assert_clean(out)
+
+
 def test_psycopg_text_and_binary(gateway: GatewayEndpoint) -> None:
     with connect(gateway) as conn:
         text_rows = conn.execute(
@@ -125,10 +144,7 @@ def test_table_created_after_the_catalog_was_read(gateway: GatewayEndpoint) -> N
     """A table made outside the gateway since its catalog was read: ``COPY t TO STDOUT`` names no columns,
     so it could only be refused; the statement waits for a fresh catalog instead, then runs masked."""
     table = f"late_cards_{uuid.uuid4().hex[:8]}"
-    url = gateway.layout.secret("postgres_superuser_dsn").read_text().strip()
-    admin = psycopg.connect(
-        psycopg.conninfo.make_conninfo(url, dbname=gateway.database), autocommit=True, connect_timeout=10
-    )
+    admin = superuser(gateway)
     try:
         with connect(gateway) as conn:
             conn.execute("SELECT 1").fetchall()  # the session and the catalog exist before the table
@@ -148,8 +164,21 @@ def test_table_created_after_the_catalog_was_read(gateway: GatewayEndpoint) -> N
     assert_clean(copied + repr(selected))
 
 
+def superuser(gateway: GatewayEndpoint) -> psycopg.Connection[tuple[object, ...]]:
+    """A direct connection upstream, past the gateway and its policy (for fixtures only)."""
+    url = gateway.layout.secret("postgres_superuser_dsn").read_text().strip()
+    return psycopg.connect(
+        psycopg.conninfo.make_conninfo(url, dbname=gateway.database), autocommit=True, connect_timeout=10
+    )
+
+
 def test_errors_and_notices_are_masked(gateway: GatewayEndpoint) -> None:
     pan = PANS[0]
+    with superuser(gateway) as admin:  # a DO block is opaque to the policy: the notice comes from a function
+        admin.execute(
+            "CREATE OR REPLACE FUNCTION public.pcigate_test_notice(v text) RETURNS void LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE NOTICE 'card %', v; END $$"
+        )
     with connect(gateway) as conn:
         conn.execute("CREATE TEMP TABLE t (pan text PRIMARY KEY)")
         conn.execute("INSERT INTO t VALUES (%s)", (pan,))
@@ -158,7 +187,7 @@ def test_errors_and_notices_are_masked(gateway: GatewayEndpoint) -> None:
         conn.rollback()
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(f"{d.message_primary} {d.message_detail}"))
-        conn.execute(f"DO $$ BEGIN RAISE NOTICE 'card %', '{pan}'; END $$")
+        conn.execute("SELECT public.pcigate_test_notice(%s)", (pan,))
     detail = str(caught.value.diag.message_detail)
     assert "Key (pan)=(" in detail
     assert_clean(detail + str(caught.value) + " ".join(notices))

@@ -542,7 +542,7 @@ def test_policy_rules_are_checked() -> None:
         "policies:\n"
         "  default:\n"
         "    rules:\n"
-        "      - {name: reads, match: {statement: select}, action: allow}\n"
+        "      - {name: reads, match: {statements: [read]}, action: allow}\n"
         "      - name: reads\n"
         "        match: {}\n"
         "        action: block\n"
@@ -570,14 +570,28 @@ def test_references_to_masking_profiles_are_checked() -> None:
     assert problem.message == "no masking entry named 'pci' (defined: default)"
 
 
-def test_match_values_must_be_plain_data() -> None:
+def test_match_keys_are_checked() -> None:
     text = (
         BASE
-        + "policies:\n  default:\n    rules:\n      - {name: r, match: {since: 2024-01-01}, action: block}\n"
+        + "policies:\n  default:\n    rules:\n"
+        + "      - {name: r, match: {since: 2024-01-01}, action: block}\n"
+        + "      - name: s\n"
+        + "        match:\n"
+        + "          statements: [reads]\n"
+        + "          tables: ['public.cards;']\n"
+        + "          time: {start: '25:00', tz: Mars/Olympus}\n"
+        + "        action: block\n"
     )
-    problem = only_problem(text)
-    assert problem.key == "policies.default.rules[0].match.since"
-    assert problem.line == line_of(text, "since")
+    problems = {p.key: p for p in problems_of(text)}
+    assert set(problems) == {
+        "policies.default.rules[0].match.since",
+        "policies.default.rules[1].match.statements[0]",
+        "policies.default.rules[1].match.tables[0]",
+        "policies.default.rules[1].match.time.start",
+        "policies.default.rules[1].match.time.tz",
+    }
+    assert problems["policies.default.rules[0].match.since"].line == line_of(text, "since")
+    assert "unknown time zone 'Mars/Olympus'" in problems["policies.default.rules[1].match.time.tz"].message
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,141 @@
+"""The dev stack's policy end to end: psql (simple protocol) and psycopg (extended protocol) through the
+gateway; refused statements never reach PostgreSQL, the client gets 42501 with the rule's message, and a
+``command.blocked`` event names the rule, with the statement masked like every statement's record."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+
+import asyncpg
+import psycopg
+import pytest
+
+from tests.e2e.test_masking_e2e import psql_path, superuser
+from tests.gateway_support import GatewayEndpoint, events_for
+
+pytestmark = pytest.mark.e2e
+
+ADMINS = ("payments-admins",)
+
+
+def connect(gw: GatewayEndpoint, sub: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(gw.dsn(gw.token(sub=sub, groups=ADMINS)), connect_timeout=10, autocommit=True)
+
+
+def blocked_events(gw: GatewayEndpoint, sub: str, count: int) -> list[dict[str, object]]:
+    return events_for(
+        gw.nats_url,
+        lambda e: e["type"] == "command.blocked" and e["actor"]["sub"] == sub,
+        count,
+    )
+
+
+def test_destructive_statements_are_refused_with_psql(gateway: GatewayEndpoint) -> None:
+    sub = f"policy-{uuid.uuid4().hex[:8]}@example.com"
+    env = {**os.environ, "PGPASSWORD": gateway.token(sub=sub, groups=ADMINS), "PGSSLMODE": "disable"}
+    base = [psql_path(), "-h", gateway.host, "-p", str(gateway.port), "-U", sub, "-d", gateway.database]
+    for sql in ("DROP TABLE cards", "TRUNCATE public.cards", "ALTER SYSTEM SET work_mem = '8MB'"):
+        run = subprocess.run(
+            [*base, "-X", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode != 0
+        assert "DROP, TRUNCATE and ALTER SYSTEM do not run through the gateway" in run.stderr
+        assert "policy rule no-destruction" in run.stderr
+    out = subprocess.run(
+        [*base, "-X", "-At", "-c", "SELECT count(*) > 0 FROM cards"], env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == "t"  # the table is still there, and reads are allowed
+    events = blocked_events(gateway, sub, 3)
+    assert len(events) == 3
+    for event in events:
+        outcome = event["outcome"]
+        assert outcome["result"] == "blocked" and outcome["code"] == "42501"  # type: ignore[index]
+        assert "policy rule no-destruction" in outcome["message"]  # type: ignore[index]
+        assert event["policy"]["rule"] == "no-destruction"  # type: ignore[index]
+        assert event["policy"]["version"].startswith("sha256:")  # type: ignore[index]
+        assert event["data"]["reason"] == "policy_rule"  # type: ignore[index]
+    texts = sorted(e["data"]["statement"]["text"].split()[0].lower() for e in events)  # type: ignore[index]
+    assert texts == ["alter", "drop", "truncate"]
+
+
+def test_refusal_inside_a_transaction_behaves_like_an_error_with_psycopg(gateway: GatewayEndpoint) -> None:
+    sub = f"policy-{uuid.uuid4().hex[:8]}@example.com"
+    with connect(gateway, sub) as conn:
+        conn.autocommit = False
+        assert conn.execute("SELECT count(*) FROM cards WHERE card_id = %s", (1,)).fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            conn.execute("DROP TABLE cards")
+        assert "policy rule no-destruction" in str(err.value)
+        # like any error: the transaction is aborted until ROLLBACK, then the session goes on
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.commit()
+    (event,) = blocked_events(gateway, sub, 1)
+    assert event["data"]["statement"]["text"].lower().startswith("drop table")  # type: ignore[index]
+
+
+def test_opaque_statements_are_refused_until_approvals_exist(gateway: GatewayEndpoint) -> None:
+    sub = f"policy-{uuid.uuid4().hex[:8]}@example.com"
+    with connect(gateway, sub) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+        conn.execute("DO $$ BEGIN PERFORM 1; END $$")
+    message = str(err.value)
+    assert "DO runs a code block the gateway cannot see into" in message
+    assert "approval" in message
+    (event,) = blocked_events(gateway, sub, 1)
+    assert event["policy"]["rule"] == "opaque"  # type: ignore[index]
+    assert event["data"]["reason"] == "parse_error"  # type: ignore[index]
+
+
+def test_statement_boundaries_follow_standard_conforming_strings(gateway: GatewayEndpoint) -> None:
+    """With standard_conforming_strings off (here a role default, which the gateway learns from the
+    server), ``'x\\''`` is the string ``x'``: the DROP after it is a statement of its own, which the gateway
+    must see, instead of reading one long SELECT. (A SET of it in the session is itself held by the policy
+    as opaque, and so is a backslash in a plain string.)"""
+    sub = f"policy-{uuid.uuid4().hex[:8]}@example.com"
+    with superuser(gateway) as admin:
+        admin.execute("ALTER ROLE pcigate_ro SET standard_conforming_strings = off")
+        admin.execute("ALTER ROLE pcigate_ro SET escape_string_warning = off")
+        try:
+            token = gateway.token(sub=sub, groups=("engineers",))  # engineers use pcigate_ro
+            with psycopg.connect(gateway.dsn(token), connect_timeout=10, autocommit=True) as conn:
+                assert conn.pgconn.parameter_status(b"standard_conforming_strings") == b"off"
+                result = conn.pgconn.exec_(b"SELECT 'x\\''; DROP TABLE cards; --'")  # simple protocol
+                assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42501"
+                assert conn.execute("SELECT count(*) > 0 FROM cards").fetchone() == (True,)
+        finally:
+            admin.execute("ALTER ROLE pcigate_ro RESET standard_conforming_strings")
+            admin.execute("ALTER ROLE pcigate_ro RESET escape_string_warning")
+    # The backslash string itself is held as opaque; what matters is where the gateway ended it: the
+    # refused statement is the SELECT alone, not one long SELECT that swallowed the DROP.
+    (event,) = blocked_events(gateway, sub, 1)
+    text = event["data"]["statement"]["text"].lower()  # type: ignore[index]
+    assert text.startswith("select") and "drop" not in text
+
+
+def test_client_encodings_the_lexer_cannot_follow_are_refused(gateway: GatewayEndpoint) -> None:
+    """In SJIS a character's second byte may be a backslash or quote: statements could end where the
+    gateway does not see them end. Such sessions are refused; a startup search_path is not passed on."""
+    token = gateway.token(sub="enc@example.com", groups=ADMINS)
+    with pytest.raises(psycopg.OperationalError) as err:
+        psycopg.connect(gateway.dsn(token, client_encoding="SJIS"), connect_timeout=10)
+    assert "client_encoding SJIS is not supported" in str(err.value)
+
+    async def search_path() -> str:
+        conn = await asyncpg.connect(gateway.url(token), ssl=False, server_settings={"search_path": "evil"})
+        try:
+            return str(await conn.fetchval("SELECT current_setting('search_path')"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(search_path()) != "evil"
