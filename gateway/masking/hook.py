@@ -165,16 +165,7 @@ class MaskingHook(Hook):
         tracks = _tracks_in(stmt)
         if tracks:
             surface, kinds = tracks
-            for kind, count in kinds.items():
-                self._emit_sad(
-                    stmt,
-                    kind,
-                    surface=surface,
-                    ordinal=None,
-                    detector="track_format",
-                    action="statement_blocked",
-                    count=count,
-                )
+            self._emit_track_kinds(stmt, surface, kinds, "statement_blocked")
             return Verdict("block", "42501", _TRACK_BLOCKED, rule="sad-in-statement", reason="sad_detected")
         lineage = self.policy.lineage.analyze(stmt.text)
         if lineage.lineage.defines is not None:  # DECLARE / PREPARE: remember what FETCH / EXECUTE return
@@ -384,17 +375,19 @@ class MaskingHook(Hook):
         )
 
     def _emit_tracks(self, stmt: StatementView | None, surface: str, count: int, track1: int) -> None:
-        kinds: tuple[tuple[SadKind, int], ...] = (("track1", track1), ("track2", count - track1))
-        for kind, n in kinds:
+        self._emit_track_kinds(stmt, surface, {"track1": track1, "track2": count - track1}, "redacted")
+
+    def _emit_track_kinds(
+        self,
+        stmt: StatementView | None,
+        surface: str,
+        kinds: dict[SadKind, int],
+        action: Literal["redacted", "statement_blocked"],
+    ) -> None:
+        for kind, n in kinds.items():
             if n:
                 self._emit_sad(
-                    stmt,
-                    kind,
-                    surface=surface,
-                    ordinal=None,
-                    detector="track_format",
-                    action="redacted",
-                    count=n,
+                    stmt, kind, surface=surface, ordinal=None, detector="track_format", action=action, count=n
                 )
 
     def _emit_sad(

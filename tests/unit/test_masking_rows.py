@@ -18,6 +18,7 @@ from gateway.masking.values import mask_by_action, mask_content, mask_text
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
 from pcigate.devstack.testcards import TEST_PANS
+from tests.pgframes import frames
 
 PANS = [p for group in TEST_PANS.values() for p in group]
 VISA = "4111111111111111"
@@ -26,14 +27,7 @@ TEXT, INT8, NUMERIC, BYTEA, JSONB, INT4 = 25, 20, 1700, 17, 3802, 23
 
 
 def rows_of(*rows: list[bytes | None]) -> tuple[bytearray, list[tuple[int, int]]]:
-    """Whole DataRow messages in one writable buffer, as the session hands them to a row handler."""
-    buf = bytearray()
-    spans = []
-    for r in rows:
-        msg = m.data_row(r)
-        spans.append((len(buf), len(buf) + len(msg)))
-        buf += msg
-    return buf, spans
+    return frames(m.data_row(r) for r in rows)
 
 
 def decoded(
@@ -165,12 +159,7 @@ def test_a_pan_after_masked_columns_is_still_found() -> None:
 
 def copy_run(masker: CopyMasker, *payloads: bytes, tally: Tally | None = None) -> list[bytes]:
     """The payloads as a client receives them after one ``mask_run`` over their CopyData messages."""
-    buf = bytearray(b"xx")
-    spans = []
-    for p in payloads:
-        msg = m.frame(m.COPY_DATA, p)
-        spans.append((len(buf), len(buf) + len(msg)))
-        buf += msg
+    buf, spans = frames((m.frame(m.COPY_DATA, p) for p in payloads), b"xx")
     out = masker.mask_run(buf, spans, tally if tally is not None else Tally())
     msgs = [bytes(buf[s:e]) if out is None or out[k] is None else out[k] for k, (s, e) in enumerate(spans)]
     for msg in msgs:

@@ -29,6 +29,7 @@ from gateway.masking.rowwalk import (
 )
 from gateway.masking.values import Action, mask_text
 from gateway.pgwire import messages as m
+from tests.pgframes import frames
 
 TEXT_OPS: dict[int, tuple[Action, int]] = {
     OP_FULL: ("full", 6),
@@ -49,13 +50,7 @@ def native() -> rowwalk.MaskColumns:
 
 
 def frame_rows(rows: list[list[bytes | None]]) -> tuple[bytearray, list[tuple[int, int]]]:
-    buf = bytearray(b"junk")  # rows need not start at 0
-    spans = []
-    for row in rows:
-        msg = m.data_row(row)
-        spans.append((len(buf), len(buf) + len(msg)))
-        buf += msg
-    return buf, spans
+    return frames((m.data_row(row) for row in rows), b"junk")
 
 
 def both(
@@ -234,13 +229,7 @@ copy_values = st.one_of(
 
 
 def frame_copy(lines: list[bytes]) -> tuple[bytearray, list[tuple[int, int]]]:
-    buf = bytearray(b"junk")
-    spans = []
-    for line in lines:
-        msg = m.frame(m.COPY_DATA, line)
-        spans.append((len(buf), len(buf) + len(msg)))
-        buf += msg
-    return buf, spans
+    return frames((m.frame(m.COPY_DATA, line) for line in lines), b"junk")
 
 
 def both_copy(
