@@ -1,0 +1,58 @@
+"""A policy rule with ``action: mask`` (StatementView.notes[MASK_ALL]): every value the statement returns
+is hidden — text as ``*``, numbers as NULL — not only the card columns; without it, only those."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gateway.hooks import MASK_ALL, SessionInfo, StatementView
+from gateway.identity import VerifiedIdentity
+from gateway.masking.hook import MaskingHook, MaskingPolicy
+from gateway.pgwire import messages as m
+from gateway.pgwire.messages import FieldDesc
+from gateway.sqltext import analyze
+from pcigate.config import MaskingProfile
+from tests.pgframes import frames
+
+SQL = "SELECT brand, card_id, pan FROM cards"
+FIELDS = [FieldDesc("brand"), FieldDesc("card_id", type_oid=20), FieldDesc("pan")]
+ROW: list[bytes | None] = [b"visa", b"42", b"4111111111111111"]
+
+
+def hook() -> MaskingHook:
+    identity = VerifiedIdentity(
+        sub="agent-1",
+        iss="https://issuer.example",
+        name=None,
+        groups=("agents",),
+        kind="agent",
+        on_behalf_of=None,
+        jti=None,
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        amr=(),
+    )
+    info = SessionInfo("s1", identity, "payments", "payments", "pcigate_ro", "127.0.0.1", 5000, None, False)
+    return MaskingHook(MaskingPolicy(MaskingProfile()), info)
+
+
+def returned(mask_all: bool) -> list[bytes | None]:
+    h = hook()
+    stmt = StatementView(1, SQL, analyze(SQL), None, [], "simple")
+    if mask_all:
+        stmt.notes[MASK_ALL] = True
+    assert h.statement(stmt) is None
+    handler = h.row_description(stmt, FIELDS)
+    assert handler is not None
+    buf, spans = frames([m.data_row(ROW)])
+    out = handler.data_rows(buf, spans)
+    s, e = spans[0]
+    msg = out[0] if out is not None and out[0] is not None else bytes(buf[s:e])
+    return m.parse_data_row(msg[5:])
+
+
+def test_without_the_note_only_card_columns_are_hidden() -> None:
+    assert returned(False) == [b"visa", b"42", b"411111******1111"]
+
+
+def test_a_mask_rule_hides_every_value() -> None:
+    assert returned(True) == [b"****", None, b"****************"]
