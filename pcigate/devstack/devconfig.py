@@ -13,7 +13,7 @@ from pcigate.devstack.issuer import DEV_AUDIENCE, DEV_ISSUER
 from pcigate.devstack.layout import Layout
 
 GATEWAY_PG_LISTEN = "127.0.0.1:15432"
-APPROVER_GROUP = "oncall-approvers"
+APPROVER_GROUP = "approvers"
 DIGEST_KEY_SECRET = "statement-digest.key"  # noqa: S105 - a file name, not a secret
 
 
