@@ -24,7 +24,7 @@ from gateway.hooks import MASK_ALL, Hook, RowHandler, SessionInfo, StatementView
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.copyout import CopyMasker
 from gateway.masking.detect import Masked, find_track_data, has_candidate, mask_card_data
-from gateway.masking.lineage import Handle
+from gateway.masking.lineage import ColumnRules, Handle
 from gateway.masking.lineage_glue import LineageView, StatementLineage
 from gateway.masking.rows import ColumnMask, ResultPlan, Tally
 from gateway.masking.values import Action
@@ -85,7 +85,8 @@ class MaskingPolicy:
         self.profile = profile
         self.catalog = catalog
         self.lineage = StatementLineage(profile, lambda: catalog.current if catalog is not None else None)
-        self._by_name: dict[str, Action] = {}
+        # the first matching column rule's action for a column name ("clear" when none matches)
+        self.column_action = ColumnRules(profile.columns).action
 
     def real_name(self, f: FieldDesc) -> str | None:
         """The table column behind a result column, whatever the query renamed it to."""
@@ -95,16 +96,6 @@ class MaskingPolicy:
     @property
     def keep_bin(self) -> int:
         return 8 if self.profile.bin8 else 6
-
-    def column_action(self, name: str) -> Action:
-        """The first matching column rule's action for a column name ("clear" when none matches)."""
-        known = self._by_name.get(name)
-        if known is not None:
-            return known
-        action: Action = next((r.action for r in self.profile.columns if r.matches(name)), "clear")
-        if len(self._by_name) < 65536:
-            self._by_name[name] = action
-        return action
 
     def hooks(self, session: SessionInfo) -> list[Hook]:
         return [MaskingHook(self, session)]

@@ -43,6 +43,7 @@ from pcigate.config.models import ColumnRule, MaskingProfile
 
 __all__ = [
     "Action",
+    "ColumnRules",
     "Handle",
     "Lineage",
     "LineageAnalyzer",
@@ -65,6 +66,24 @@ def stricter(a: Action, b: Action) -> Action:
 
 
 # --- public types ---------------------------------------------------------------------------------------
+
+
+class ColumnRules:
+    """A masking profile's column rules: the first matching rule's action per name, remembered."""
+
+    def __init__(self, rules: Sequence[ColumnRule]) -> None:
+        self._rules = tuple(rules)
+        self._actions: dict[str, Action] = {}
+
+    def action(self, name: str) -> Action:
+        """The first matching column rule's action for ``name`` ("clear" when none matches)."""
+        known = self._actions.get(name)
+        if known is not None:
+            return known
+        action: Action = next((r.action for r in self._rules if r.matches(name)), "clear")
+        if len(self._actions) < 65536:
+            self._actions[name] = action
+        return action
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,7 +586,7 @@ class LineageAnalyzer:
     def __init__(self, spec: SensitiveSpec, *, cache_size: int = 4096, max_cached_chars: int = 16384) -> None:
         self.spec = spec
         self._max_cached = max_cached_chars if cache_size > 0 else -1
-        self._actions: dict[str, Action] = {}
+        self._rules = ColumnRules(spec.rules)
         self._views: dict[tuple[str | None, str], frozenset[str]] = {}
         for key, names in (*_BUILTIN_VIEWS.items(), *spec.views.items()):
             parts = _key_parts(key)
@@ -594,13 +613,7 @@ class LineageAnalyzer:
 
     def column_action(self, name: str) -> Action:
         """The first matching column rule's action for ``name`` ("clear" when none matches)."""
-        known = self._actions.get(name)
-        if known is not None:
-            return known
-        action: Action = next((r.action for r in self.spec.rules if r.matches(name)), "clear")
-        if len(self._actions) < 65536:
-            self._actions[name] = action
-        return action
+        return self._rules.action(name)
 
     def relation(self, db: str | None, name: str) -> tuple[tuple[str, ...] | None, frozenset[str] | None]:
         """The catalog's columns of a relation (None: unknown) and its configured sensitive columns."""
