@@ -11,7 +11,6 @@ ends the session (fail closed) — a broken policy never lets a statement throug
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
@@ -144,9 +143,9 @@ class Hook:
         receive its rows, or None to let them pass undecoded."""
         return None
 
-    def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes | None:
-        """COPY payload (``outgoing``: server to client); return replacement bytes, or None to keep it.
-        A hook that also overrides :meth:`copy_out` sees outgoing data only there."""
+    def copy_data(self, stmt: StatementView | None, data: bytes) -> bytes | None:
+        """COPY FROM STDIN payload from the client; return replacement bytes, or None to keep it. (Data of
+        COPY TO goes to :meth:`copy_out`.)"""
         return None
 
     def copy_out(
@@ -229,7 +228,7 @@ class HookChain:
 
     @property
     def wants_copy_out(self) -> bool:
-        return bool(self._copy_out or self._copy_data)
+        return bool(self._copy_out)
 
     @property
     def wants_server_messages(self) -> bool:
@@ -281,11 +280,9 @@ class HookChain:
                 changed = replaced
         return changed
 
-    def copy_data(self, stmt: StatementView | None, outgoing: bool, data: bytes) -> bytes:
+    def copy_data(self, stmt: StatementView | None, data: bytes) -> bytes:
         for hook in self._copy_data:
-            if outgoing and hook in self._copy_out:
-                continue
-            replaced = hook.copy_data(stmt, outgoing, data)
+            replaced = hook.copy_data(stmt, data)
             if replaced is not None:
                 data = replaced
         return data
@@ -293,15 +290,8 @@ class HookChain:
     def copy_out(
         self, stmt: StatementView | None, buf: bytearray, spans: Sequence[tuple[int, int]]
     ) -> list[bytes | None] | None:
-        """Outgoing CopyData through every hook (``copy_out``, else ``copy_data`` per message), each seeing
-        what the previous one left."""
-        handlers: list[RowHandler] = []
-        for hook in self.hooks:
-            if hook in self._copy_out:
-                handlers.append(_CopyOut(hook, stmt))
-            elif hook in self._copy_data:
-                handlers.append(_CopyDataEach(hook, stmt))
-        return apply_row_handlers(handlers, buf, spans)
+        """COPY TO data through every ``copy_out`` hook, each seeing what the previous one left."""
+        return apply_row_handlers([_CopyOut(hook, stmt) for hook in self._copy_out], buf, spans)
 
     def command_complete(self, stmt: StatementView, tag: str, rows: int | None) -> None:
         for hook in self._command_complete:
@@ -327,26 +317,6 @@ class _CopyOut:
 
     def data_rows(self, buf: bytearray, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
         return self.hook.copy_out(self.stmt, buf, spans)
-
-
-class _CopyDataEach(_CopyOut):
-    """A hook with only ``copy_data``: called per message, as before runs existed."""
-
-    __slots__ = ()
-
-    def data_rows(self, buf: bytearray, spans: Sequence[tuple[int, int]]) -> list[bytes | None] | None:
-        out: list[bytes | None] | None = None
-        for k, (s, e) in enumerate(spans):
-            body = bytes(buf[s + 5 : e])
-            new = self.hook.copy_data(self.stmt, True, body)
-            if new is not None and new != body:
-                if out is None:
-                    out = [None] * len(spans)
-                out[k] = _COPY_HEADER.pack(0x64, len(new) + 4) + new
-        return out
-
-
-_COPY_HEADER: Final = struct.Struct("!Bi")
 
 
 def reframe(

@@ -629,7 +629,7 @@ class PgSession:
             elif typ in (m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL, m.FLUSH):
                 if typ == m.COPY_DATA and self.hooks.wants_copy_data:
                     body = bytes(m.message_body(buf, s, e))
-                    new = self.hooks.copy_data(self._current_stmt(), False, body)
+                    new = self.hooks.copy_data(self._current_stmt(), body)
                     if new is not body:
                         replacement = m.frame(m.COPY_DATA, new)
             elif typ == m.TERMINATE:
