@@ -190,7 +190,7 @@ def _parameters_json(
     return _jlist(out), truncated
 
 
-Result = Literal["success", "failure", "blocked"]
+Result = Literal["success", "failure", "blocked", "pending"]
 
 _INTERRUPTED_OUTCOME: Final = (
     '{"result":"failure","code":"interrupted","message":"the gateway stopped before the statement '
@@ -322,17 +322,20 @@ class SessionAudit:
         pci: Sequence[str] = (),
         code: str | None = None,
         message: str | None = None,
+        actor: Actor | None = None,
+        origin: Origin | None = None,
     ) -> tuple[str, str, bytes]:
-        """A policy hook's event of this session (masking, SAD): ``(subject, id, payload)``, validated
-        through its model because these are rare next to ``command.executed``."""
+        """A policy hook's event of this session (masking, SAD, approvals): ``(subject, id, payload)``,
+        validated through its model because these are rare next to ``command.executed``. ``actor`` and
+        ``origin`` default to the session's (an approver's decision on it names the approver)."""
         event_type = str(event.model_fields["type"].default)
         built = event(
             id=new_event_id(),
             type=event_type,
             schema_version=SCHEMA_VERSION,
             time=fast_utc_now(),
-            actor=self.actor,
-            origin=self.origin,
+            actor=actor or self.actor,
+            origin=origin or self.origin,
             target=self.target,
             session_id=self.session_id,
             outcome=Outcome(result=result, code=code, message=message),

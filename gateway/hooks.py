@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 if TYPE_CHECKING:
+    from gateway.audit import SessionAudit
     from gateway.identity import VerifiedIdentity
     from gateway.pgwire.messages import FieldDesc
     from gateway.sqltext import StatementInfo
@@ -27,6 +28,7 @@ __all__ = [
     "Hook",
     "HookChain",
     "HookFactory",
+    "PendingStatement",
     "RowHandler",
     "SessionInfo",
     "StatementView",
@@ -50,6 +52,10 @@ def _no_events(
     raise RuntimeError("this session records no hook events")
 
 
+def _no_notices(message: str) -> None:
+    raise RuntimeError("this session cannot notify its client")
+
+
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
     """What a hook may know about the session: who, from where, to what; ``emit`` records an event."""
@@ -64,6 +70,23 @@ class SessionInfo:
     client_app: str | None
     tls: bool
     emit: EventSink = field(default=_no_events, compare=False, repr=False)
+    # Sends the client a NoticeResponse now, between whole messages (a held statement says why it waits).
+    notify: Callable[[str], None] = field(default=_no_notices, compare=False, repr=False)
+    # The session's event builder: envelope parts and masked, digested statement records.
+    audit: SessionAudit | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStatement:
+    """A statement about to be judged, as ``wait_before`` sees it. Raw text and parameters, for policy
+    decisions only, like :class:`StatementView`'s."""
+
+    text: str
+    params: Sequence[bytes | None] | None = None
+    param_formats: Sequence[int] = ()
+    param_oids: Sequence[int] = ()
+    protocol: Literal["simple", "extended", "function"] = "simple"
+    scs_on: bool = False
 
 
 @dataclass(slots=True)
@@ -102,7 +125,15 @@ class Verdict:
     message: str = ""
     rule: str | None = None
     # why, for the command.blocked event (schemas: CommandBlockedData.reason)
-    reason: Literal["policy_rule", "parse_error", "sad_detected", "limit_exceeded"] = "policy_rule"
+    reason: Literal[
+        "policy_rule",
+        "parse_error",
+        "sad_detected",
+        "limit_exceeded",
+        "approval_denied",
+        "approval_expired",
+        "policy_unavailable",
+    ] = "policy_rule"
 
 
 ALLOW = Verdict("allow")
@@ -128,10 +159,11 @@ class Hook:
         """The identity is verified and upstream is connected. A ``block`` verdict ends the session."""
         return None
 
-    def wait_before(self, text: str) -> Awaitable[None] | None:
-        """Something to wait for before ``text`` can be judged (a fresher catalog, a person's decision),
+    def wait_before(self, stmt: PendingStatement) -> Awaitable[None] | None:
+        """Something to wait for before ``stmt`` can be judged (a fresher catalog, a person's decision),
         or None. The session holds that statement and everything the client sent after it, waits, then
-        asks again before judging, so a hook must answer None the second time or the session waits on."""
+        asks again before judging, so a hook must answer None the second time or the session waits on.
+        A client's CancelRequest cancels the wait."""
         return None
 
     def statement(self, stmt: StatementView) -> Verdict | None:
@@ -249,10 +281,10 @@ class HookChain:
                 return verdict
         return ALLOW
 
-    def wait_before(self, text: str) -> Awaitable[None] | None:
-        """The first thing a hook wants to wait for before ``text`` is judged."""
+    def wait_before(self, stmt: PendingStatement) -> Awaitable[None] | None:
+        """The first thing a hook wants to wait for before ``stmt`` is judged."""
         for hook in self._wait_before:
-            wait = hook.wait_before(text)
+            wait = hook.wait_before(stmt)
             if wait is not None:
                 return wait
         return None

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gateway.approvals.service import ApprovalService
 from gateway.audit import DigestKey
 from gateway.endpoint import Endpoint
 from gateway.hooks import Hook, HookFactory, SessionInfo
@@ -83,6 +84,7 @@ class Gateway:
     sessions: dict[asyncio.Task[None], PgSession] = field(default_factory=dict)
     contexts: list[ListenerContext] = field(default_factory=list)
     catalogs: list[CatalogCache] = field(default_factory=list)
+    approvals: ApprovalService | None = None
 
     async def start(self) -> list[str]:
         """Start the spool process, then listen; returns lines describing what listens where."""
@@ -107,6 +109,14 @@ class Gateway:
             raise GatewayStartError(f"audit spool: {exc}") from None
         spool.on_lost = self._spool_lost
         self.spool = spool
+        self.approvals = ApprovalService(
+            nats_servers(config),
+            nats_connect_options(config),
+            verifier,
+            spool,
+            allow_self_approval=config.approvals.allow_self_approval,
+        )
+        await self.approvals.start()
         cancels, failures = CancelRegistry(), FailureTracker()
         lines = []
         for conn in config.connections:
@@ -154,7 +164,7 @@ class Gateway:
         await catalog.start()
         self.catalogs.append(catalog)
         masking = MaskingPolicy(self.config.masking[conn.masking], catalog)
-        policy = PolicyRuntime(self.config.policies[conn.policy], self.config.approvals)
+        policy = PolicyRuntime(self.config.policies[conn.policy], self.config.approvals, self.approvals)
         extra = self.hook_factory
 
         def hooks(info: SessionInfo) -> list[Hook]:
@@ -198,6 +208,8 @@ class Gateway:
             server.close()
         if grace is None:
             grace = self.config.gateway.shutdown_grace.total_seconds()
+        if self.approvals is not None:
+            await self.approvals.stop()  # held statements are withdrawn and refused; nothing new is held
         if self.sessions:
             _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
             for task in pending:

@@ -33,6 +33,7 @@ from gateway.endpoint import Endpoint, PeerClosedError
 from gateway.hooks import (
     ALLOW,
     HookChain,
+    PendingStatement,
     RowHandler,
     SessionInfo,
     StatementView,
@@ -357,6 +358,8 @@ class PgSession:
             client_app=self.client_app,
             tls=self.tls,
             emit=self._emit_hook_event,
+            notify=self._notify,
+            audit=self.audit,
         )
         self.hooks = HookChain(ctx.hook_factory(self.info) if ctx.hook_factory else ())
         verdict = self.hooks.authenticated(self.info)
@@ -681,18 +684,34 @@ class PgSession:
     def _wait_before(self, typ: int, buf: bytes, s: int, e: int) -> Awaitable[None] | None:
         """What a hook wants to wait for before the statements of this Query or Execute are judged."""
         body = m.message_body(buf, s, e)
+        scs_on = self._scs and not any(x.kind in _RUNS for x in self._expect)
+        pending: list[PendingStatement]
         if typ == m.QUERY:
             if len(body) - 1 > self._max_stmt:
                 return None  # refused as too long when it is judged
             texts = split_statements(m.parse_query(body), standard_conforming_strings=self._scs)
+            pending = [PendingStatement(text, scs_on=scs_on) for text in texts]
         else:
             portal = self._portals.get(m.parse_execute(body).portal)
-            texts = [portal.text] if portal is not None else []
-        for text in texts:
-            wait = self.hooks.wait_before(text)
+            if portal is None:
+                return None
+            pending = [
+                PendingStatement(
+                    portal.text, portal.params, portal.formats, portal.oids or (), "extended", scs_on
+                )
+            ]
+        for stmt in pending:
+            wait = self.hooks.wait_before(stmt)
             if wait is not None:
                 return wait
         return None
+
+    def _notify(self, message: str) -> None:
+        """A notice to the client between whole messages (the relay only ever writes whole ones)."""
+        if not self.client.closed:
+            notice = m.notice_response("NOTICE", "00000", message)
+            self.bytes_to_client += len(notice)
+            self.client.write(notice)
 
     def _hold_for(self, wait: Awaitable[None]) -> None:
         """Stop reading from the client until ``wait`` is over (a hook bounds it), then go on."""
@@ -1231,7 +1250,7 @@ class PgSession:
 
     def _check_idle(self, timeout: float) -> None:
         idle_for = time.monotonic() - self._last_activity
-        if idle_for >= timeout and not self._expect:
+        if idle_for >= timeout and not self._expect and self._wait is None:
             self._end(
                 "idle_timeout",
                 fatal("57P05", "pcigate: terminating connection due to idle-session timeout", "reconnect"),
@@ -1310,7 +1329,10 @@ class PgSession:
         return True
 
     async def cancel(self) -> None:
-        """Forward a client's CancelRequest to this session's upstream backend."""
+        """A client's CancelRequest: a statement held before judging stops waiting (a held approval
+        request is withdrawn); what runs upstream gets the CancelRequest forwarded."""
+        if self._wait is not None:
+            self._wait.cancel()
         up = self.upstream
         if up is None:
             return

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -15,6 +18,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from pcigate.devstack.issuer import TokenRequest, mint
 from pcigate.devstack.layout import Layout
+from pcigate.devstack.ports import can_connect
 from schemas.registry import validate
 
 AUDIT_STREAM = "PCIGATE_AUDIT"
@@ -103,3 +107,19 @@ def events_for(
     return asyncio.run(
         audit_events(nats_url, predicate, until=lambda found: len(found) >= count, within=timeout)
     )
+
+
+def start_gateway(config: Path, host: str, port: int, within: float = 20.0) -> subprocess.Popen[str]:
+    """``pcigate gateway --config`` in a child process, once it accepts connections on ``host:port``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pcigate", "gateway", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + within
+    while not can_connect(host, port):
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc

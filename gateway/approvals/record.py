@@ -1,10 +1,8 @@
-"""An approval request as it lives in KV ``PCIGATE_APPROVALS``, and the rules a decision must pass.
+"""The rules a decision on a held statement must pass, as a pure function of the request record
+(:mod:`schemas.approvals`) and one verified approver.
 
-The record holds no clear card data (the statement is the audit trail's masked copy) and no credential:
-a decision is sent with the approver's token to a gateway (``pcigate.approvals.decide``), which verifies
-it, applies :func:`judge` and writes the outcome with compare-and-swap. Anyone may read the bucket; a
-record is only ever trusted after it validates here, and only the gateway that holds the statement acts
-on it — and only if its ``binding`` still matches the statement it holds.
+The gateway that holds the statement verifies the approver's token, applies :func:`judge` and writes the
+outcome with compare-and-swap; nothing here does I/O, so every rule is tested on its own.
 """
 
 from __future__ import annotations
@@ -12,71 +10,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from schemas.approvals import Approver, Channel, Refusal, Request, Requester, State
 
 __all__ = ["Approver", "Judgement", "Request", "Requester", "binding_of", "judge"]
-
-State = Literal["pending", "approved", "denied", "expired", "withdrawn"]
-Refusal = Literal[
-    "not_pending",
-    "expired",
-    "statement_mismatch",
-    "self_approval",
-    "principal_approval",
-    "not_an_approver",
-    "already_counted",
-]
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Requester(_Record):
-    sub: str
-    iss: str
-    name: str | None = None
-    kind: Literal["human", "agent", "service"]
-    on_behalf_of: str | None = None
-    groups: tuple[str, ...] = ()
-
-
-class Approver(_Record):
-    """One counted decision: who, in which approver groups, why, when, through what."""
-
-    sub: str
-    iss: str
-    name: str | None = None
-    groups: tuple[str, ...]
-    decision: Literal["approve", "deny"]
-    reason: str
-    at: datetime
-    channel: Literal["tui", "cli", "api"]
-
-
-class Request(_Record):
-    """A held statement. ``binding``: SHA-256 over the session and the statement's keyed digest (text and
-    parameters), so a decision made for one statement can never release another."""
-
-    id: str
-    state: State = "pending"
-    created: datetime
-    expires: datetime
-    requester: Requester
-    connection: str
-    session_id: str
-    gateway: str = Field(description="the gateway instance holding the statement")
-    statement: dict[str, Any]  # schemas.models.Statement, masked
-    binding: str
-    rule: str
-    why: str
-    approver_groups: tuple[str, ...]
-    quorum: int
-    scope: Literal["statement", "session"]
-    approvals: tuple[Approver, ...] = ()
-    decided: datetime | None = None
 
 
 def binding_of(session_id: str, digest_hmac: str) -> str:
@@ -108,10 +46,13 @@ def judge(  # noqa: PLR0917 - every input a decision depends on, explicit
     reason: str,
     name: str | None,
     now: datetime,
-    channel: Literal["tui", "cli", "api"],
+    channel: Channel,
+    approver_kind: Literal["human", "agent", "service"] = "human",
     allow_self_approval: bool = False,
 ) -> Judgement:
     """Apply one verified approver's decision to a request (pure: the caller verified the token)."""
+    if request.state == "expired" or (request.state == "pending" and now >= request.expires):
+        return Judgement("expired", f"request {request.id} expired at {request.expires.isoformat()}")
     if request.state != "pending":
         return Judgement("not_pending", f"request {request.id} is already {request.state}")
     if now >= request.expires:
@@ -126,6 +67,10 @@ def judge(  # noqa: PLR0917 - every input a decision depends on, explicit
     if who.on_behalf_of is not None and approver_sub == who.on_behalf_of:
         return Judgement(
             "principal_approval", "the person an agent acts for cannot decide the agent's request"
+        )
+    if approver_kind != "human":
+        return Judgement(
+            "not_a_person", f"only a person can decide a request; this token is a {approver_kind}'s"
         )
     matched = tuple(g for g in approver_groups if g in request.approver_groups)
     if not matched:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from gateway.hooks import MASK_ALL, Hook, RowHandler, SessionInfo, StatementView, Verdict
+from gateway.hooks import MASK_ALL, Hook, PendingStatement, RowHandler, SessionInfo, StatementView, Verdict
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.copyout import CopyMasker
 from gateway.masking.detect import Masked, find_track_data, has_candidate, mask_card_data
@@ -137,9 +137,10 @@ class MaskingHook(Hook):
 
     # --- statements -----------------------------------------------------------------------------
 
-    def wait_before(self, text: str) -> Awaitable[None] | None:
+    def wait_before(self, stmt: PendingStatement) -> Awaitable[None] | None:
         """A statement whose lineage is unknown may name a table created since the catalog was read: it
         waits once for a fresh catalog (shared, rate-limited, bounded) before it is judged."""
+        text = stmt.text
         catalog = self.policy.catalog
         if catalog is None or self.policy.profile.unknown_lineage != "block" or text in self._waited:
             return None

@@ -40,6 +40,7 @@ _KEYWORD_CONDITIONS: Final[frozenset[Condition]] = frozenset(
 )
 _DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ALL: Final[tuple[StatementClass, ...]] = get_args(StatementClass)
+_SESSION_FOR: Final = timedelta(hours=1)  # scope session without session_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class ApprovalSpec:
     quorum: int
     timeout: timedelta
     scope: Literal["statement", "session"]
+    session_for: timedelta | None = None  # scope session: how long the approval covers the session
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,9 @@ class PolicyEngine:
             quorum=(spec.quorum if spec and spec.quorum else defaults.default_quorum),
             timeout=(spec.timeout if spec and spec.timeout else defaults.default_timeout),
             scope=spec.scope if spec else "statement",
+            session_for=(
+                (spec.session_for or _SESSION_FOR) if spec is not None and spec.scope == "session" else None
+            ),
         )
         return Decision(action, rule, why, message, approval)
 

@@ -3,30 +3,42 @@
 ``block`` refuses the statement with SQLSTATE 42501 and the rule's message (the session records
 ``command.blocked``); ``mask`` lets it run with every value of its results hidden (the masking hook reads
 the note); ``allow`` lets it run, naming the deciding rule in its ``command.executed``.
-``require_approval`` holds a statement for a person's decision (``approvals`` in the docs).
+``require_approval`` holds the statement (``wait_before``) until a person decides it through the
+gateway's :class:`~gateway.approvals.service.ApprovalService`: approved, it runs unchanged with the
+request's id in its ``command.executed``; denied, expired or withdrawn, it is refused like a block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
+from collections.abc import Awaitable, Sequence
 from typing import Final, Literal
 
-from gateway.hooks import MASK_ALL, Hook, SessionInfo, StatementView, Verdict
+from gateway.approvals.record import binding_of
+from gateway.approvals.service import ApprovalService, Outcome, Ticket
+from gateway.audit import statement_audit
+from gateway.hooks import MASK_ALL, Hook, PendingStatement, SessionInfo, StatementView, Verdict
 from gateway.policy.engine import Decision, PolicyEngine, Requester
 from gateway.policy.facts import Facts, FactsCache
 from pcigate.config.models import Approvals, Policy
+from schemas.ids import new_event_id
+from schemas.models import Statement
 
 __all__ = ["PolicyHook", "PolicyRuntime"]
 
 _MAX_PREPARED: Final = 1024
+_Key = tuple[str, tuple[bytes | None, ...] | None]
 
 
 class PolicyRuntime:
     """One connection's policy: the engine and the statement facts cache its sessions share."""
 
-    def __init__(self, policy: Policy, approvals: Approvals) -> None:
+    def __init__(self, policy: Policy, approvals: Approvals, service: ApprovalService | None = None) -> None:
         self.engine = PolicyEngine(policy, approvals)
         self.facts = FactsCache()
+        self.approvals = service  # None: statements that need approval are refused
 
     def hooks(self, session: SessionInfo) -> list[Hook]:
         return [PolicyHook(self, session)]
@@ -40,8 +52,62 @@ class PolicyHook(Hook):
         identity = session.identity
         self._who = Requester(frozenset(identity.groups), identity.kind)
         self._prepared: dict[str, Facts] = {}
+        self._session = session
+        self._outcomes: dict[_Key, Outcome] = {}  # decided holds, each used by the statement it held
+        self._grants: dict[str, Outcome] = {}  # scope session: approved rules, by rule name
+        self._refusing = False  # a statement of the message being judged will be refused: hold no more
+
+    def wait_before(self, stmt: PendingStatement) -> Awaitable[None] | None:
+        service = self._runtime.approvals
+        if service is None or self._refusing:
+            return None
+        decision = self._runtime.engine.decide(self._who, self._facts(stmt.text, stmt.scs_on))
+        if decision.action != "require_approval" or decision.approval is None or not decision.approval.groups:
+            return None  # refused or let through when judged
+        key = _key(stmt.text, stmt.params)
+        outcome = self._outcomes.get(key)
+        if outcome is not None:
+            self._refusing = outcome.state != "approved"
+            return None
+        if self._granted(decision.rule) is not None:
+            return None
+        return self._hold(service, key, stmt, decision)
+
+    async def _hold(
+        self, service: ApprovalService, key: _Key, stmt: PendingStatement, decision: Decision
+    ) -> None:
+        session = self._session
+        audit = session.audit
+        assert audit is not None and decision.approval is not None
+        described = Statement.model_validate_json(
+            audit.statement_json(
+                stmt.text, statement_audit(stmt.text), stmt.params, stmt.param_formats, stmt.param_oids
+            )
+        )
+        ticket = Ticket(
+            request_id=new_event_id(),
+            audit=audit,
+            identity=session.identity,
+            connection=session.connection,
+            database=session.database,
+            statement=described,
+            binding=binding_of(session.session_id, described.digest.hmac_sha256),
+            rule=decision.rule,
+            why=decision.why,
+            spec=decision.approval,
+            notify=session.notify,
+        )
+        try:
+            outcome = await service.hold(ticket)
+        except asyncio.CancelledError:
+            outcome = Outcome("withdrawn", ticket.request_id, "the client cancelled the statement")
+            raise
+        finally:
+            self._outcomes[key] = outcome
+            self._refusing = outcome.state != "approved"
 
     def statement(self, stmt: StatementView) -> Verdict | None:
+        self._refusing = False
         facts = self._facts(stmt.text, stmt.scs_on)
         decision = self._runtime.engine.decide(self._who, facts)
         stmt.rule = decision.rule
@@ -51,7 +117,64 @@ class PolicyHook(Hook):
         if decision.action == "mask":
             stmt.notes[MASK_ALL] = True
             return None
+        if decision.action == "require_approval" and self._runtime.approvals is not None:
+            return self._approved(stmt, decision)
         return _refusal(decision)
+
+    def _approved(self, stmt: StatementView, decision: Decision) -> Verdict | None:
+        """None (it runs, with its approval's id) or the refusal of a statement that needed approval."""
+        outcome = self._outcomes.pop(_key(stmt.text, stmt.params), None)
+        if outcome is None:
+            grant = self._granted(decision.rule)
+            if grant is not None:
+                stmt.approval_id = grant.request_id
+                return None
+            if decision.approval is None or not decision.approval.groups:
+                return _refusal(decision)
+            # Only Query and Execute messages can wait; a FunctionCall (or a statement the server skips)
+            # that needs approval is refused.
+            return Verdict(
+                "block",
+                "42501",
+                f"pcigate: this statement needs a person's approval ({_context(decision)}) and cannot be "
+                "held in this form; send it as a query",
+                rule=decision.rule,
+            )
+        stmt.approval_id = outcome.request_id
+        if outcome.state == "approved":
+            if outcome.scope == "session" and outcome.until is not None:
+                self._grants[decision.rule] = outcome
+            return None
+        if outcome.state == "withdrawn":
+            return Verdict(
+                "block",
+                "57014",
+                f"pcigate: canceling statement: {outcome.message} (request {outcome.request_id} withdrawn)",
+                rule=decision.rule,
+            )
+        if outcome.state == "unavailable":
+            return Verdict(
+                "block",
+                "58000",
+                f"pcigate: this statement needs a person's approval and {outcome.message}; it was not run: "
+                "retry later or contact the gateway operator",
+                rule=decision.rule,
+                reason="policy_unavailable",
+            )
+        reason: Literal["approval_denied", "approval_expired"] = (
+            "approval_denied" if outcome.state == "denied" else "approval_expired"
+        )
+        message = f"pcigate: {outcome.message}; the statement was not run"
+        return Verdict("block", "42501", message, rule=decision.rule, reason=reason)
+
+    def _granted(self, rule: str) -> Outcome | None:
+        grant = self._grants.get(rule)
+        if grant is None:
+            return None
+        if grant.until is None or time.time() >= grant.until:
+            del self._grants[rule]
+            return None
+        return grant
 
     def _facts(self, text: str, scs_on: bool) -> Facts:
         facts = self._runtime.facts.facts(text, scs_on=scs_on)
@@ -67,25 +190,43 @@ class PolicyHook(Hook):
         return facts
 
 
-def _refusal(decision: Decision) -> Verdict:
-    reason: Literal["policy_rule", "parse_error"]
+def _key(text: str, params: Sequence[bytes | None] | None) -> _Key:
+    return text, tuple(params) if params is not None else None
+
+
+def _context(decision: Decision) -> str:
     if decision.rule == "opaque":
-        context, reason = decision.why, "parse_error"
-    elif decision.rule == "default":
-        context, reason = "no policy rule matched it", "policy_rule"
-    else:
-        context, reason = f"policy rule {decision.rule}", "policy_rule"
+        return decision.why
+    if decision.rule == "default":
+        return "no policy rule matched it"
+    return f"policy rule {decision.rule}"
+
+
+def _refusal(decision: Decision) -> Verdict:
+    context = _context(decision)
+    reason: Literal["policy_rule", "parse_error"] = (
+        "parse_error" if decision.rule == "opaque" else "policy_rule"
+    )
     if decision.action == "block":
         text = decision.message or "this statement is not allowed here"
         return Verdict("block", "42501", f"pcigate: {text} ({context})", rule=decision.rule, reason=reason)
     approval = decision.approval
-    who = ", ".join(approval.groups) if approval and approval.groups else "no approver group is configured"
+    if approval is not None and approval.groups:
+        # no approval service in this process (it only runs inside `pcigate gateway`)
+        return Verdict(
+            "block",
+            "42501",
+            f"pcigate: this statement needs a person's approval ({context}; approvers: "
+            f"{', '.join(approval.groups)}), and approvals are not available here, so it was not run",
+            rule=decision.rule,
+            reason=reason,
+        )
     return Verdict(
         "block",
         "42501",
-        f"pcigate: this statement needs a person's approval ({context}; approvers: {who}); statement "
-        "approvals are not available in this gateway version, so it was not run: ask an administrator "
-        "to run it or to change the rule",
+        f"pcigate: this statement needs a person's approval ({context}), but no approver group is "
+        "configured, so nobody can approve it and it was not run: ask an administrator to set "
+        "approvals.approver_groups or the rule's approval.groups",
         rule=decision.rule,
         reason=reason,
     )

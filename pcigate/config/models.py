@@ -464,6 +464,14 @@ class RuleApproval(_Model):
     quorum: Annotated[StrictInt, _between(1, 10)] | None = None
     timeout: Annotated[Duration, _duration_between(timedelta(seconds=1), timedelta(days=7))] | None = None
     scope: Literal["statement", "session"] = "statement"
+    # scope session: how long one approval covers the statements this rule holds in that session
+    session_for: Annotated[Duration, _duration_between(timedelta(minutes=1), timedelta(days=1))] | None = None
+
+    @model_validator(mode="after")
+    def _session_for_needs_session_scope(self) -> RuleApproval:
+        if self.session_for is not None and self.scope != "session":
+            raise IssuesError([(("session_for",), "only allowed with scope: session")])
+        return self
 
 
 StatementClass = Literal[

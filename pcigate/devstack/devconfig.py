@@ -88,6 +88,20 @@ def render(layout: Layout, ep: DevEndpoints) -> dict[str, Any]:
                         "message": "DROP, TRUNCATE and ALTER SYSTEM do not run through the gateway; "
                         "ship them as a reviewed migration",
                     },
+                    {
+                        # every write touching cards, not just statements that start with UPDATE or
+                        # DELETE: a first keyword misses `WITH x AS (...) UPDATE cards ...`
+                        "name": "card-writes",
+                        "match": {"statements": ["write"], "tables": ["public.cards"]},
+                        "action": "require_approval",
+                        "approval": {"groups": [APPROVER_GROUP], "quorum": 1, "timeout": "300s"},
+                    },
+                    {
+                        "name": "agent-card-reads",
+                        "match": {"kinds": ["agent"], "tables": ["public.cards"], "rows_over": 100},
+                        "action": "require_approval",
+                        "approval": {"groups": [APPROVER_GROUP], "quorum": 1, "timeout": "300s"},
+                    },
                 ],
             },
         },

@@ -10,7 +10,6 @@ import re
 import resource
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,9 +24,9 @@ from psycopg import pq
 
 from pcigate.devstack import binaries, procs
 from pcigate.devstack.natsserver import NatsServer
-from pcigate.devstack.ports import can_connect, free_port
+from pcigate.devstack.ports import free_port
 from pcigate.devstack.testcards import luhn_valid
-from tests.gateway_support import GatewayEndpoint, events_for
+from tests.gateway_support import GatewayEndpoint, events_for, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -172,17 +171,7 @@ class PrivateGateway:
         self.nats_pid: int | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pcigate", "gateway", "--config", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 20
-        while not can_connect(self.endpoint.host, self.endpoint.port):
-            assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        self.proc = start_gateway(self.config, self.endpoint.host, self.endpoint.port)
 
     def stop(self) -> str:
         assert self.proc is not None

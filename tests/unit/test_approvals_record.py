@@ -9,10 +9,25 @@ from typing import Any
 import pytest
 
 from gateway.approvals.record import Request, Requester, binding_of, judge
+from schemas.models import Statement
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 ISS = "https://issuer.example"
-BINDING = binding_of("session-1", "ab" * 32)
+SESSION = "019300a0-0000-7000-8000-0000000000aa"
+BINDING = binding_of(SESSION, "ab" * 32)
+STATEMENT = Statement.model_validate(
+    {
+        "text": "UPDATE cards SET exp_year = ? WHERE card_id = ?",
+        "text_truncated": False,
+        "masked_literals": 2,
+        "fingerprint": "cd" * 32,
+        "digest": {"key_id": "k1", "hmac_sha256": "ab" * 32},
+        "parameters": None,
+        "parameters_truncated": False,
+        "kind": "dml",
+        "objects": ["public.cards"],
+    }
+)
 
 
 def request(**kw: Any) -> Request:
@@ -24,9 +39,9 @@ def request(**kw: Any) -> Request:
             sub="agent-7", iss=ISS, kind="agent", on_behalf_of="alice", groups=("agents",)
         ),
         "connection": "payments",
-        "session_id": "session-1",
+        "session_id": SESSION,
         "gateway": "gw-1",
-        "statement": {"text": "UPDATE cards SET exp_year = ? WHERE card_id = ?"},
+        "statement": STATEMENT,
         "binding": BINDING,
         "rule": "cards-writes",
         "why": "rule cards-writes matched",
@@ -89,6 +104,8 @@ def test_one_deny_ends_it() -> None:
         ({"sub": "alice"}, "principal_approval"),  # the human the agent acts for
         ({"groups": ("engineers",)}, "not_an_approver"),
         ({"binding": binding_of("session-2", "ab" * 32)}, "statement_mismatch"),  # replayed elsewhere
+        ({"approver_kind": "agent"}, "not_a_person"),
+        ({"approver_kind": "service"}, "not_a_person"),
         ({"now": NOW + timedelta(minutes=5)}, "expired"),
     ],
 )

@@ -641,10 +641,18 @@ def test_require_approval_from_the_rules_own_approval() -> None:
         "name": "refunds",
         "match": {"tables": ["refunds"]},
         "action": "require_approval",
-        "approval": {"groups": ["payments-leads"], "quorum": 3, "timeout": "2h", "scope": "session"},
+        "approval": {
+            "groups": ["payments-leads"],
+            "quorum": 3,
+            "timeout": "2h",
+            "scope": "session",
+            "session_for": "30m",
+        },
     }
     d = decide(engine([held], approvals=APPROVALS), "UPDATE refunds SET ok = true WHERE id = 1")
-    assert d.approval == ApprovalSpec(("payments-leads",), 3, timedelta(hours=2), "session")
+    assert d.approval == ApprovalSpec(
+        ("payments-leads",), 3, timedelta(hours=2), "session", timedelta(minutes=30)
+    )
 
 
 def test_a_rules_approval_falls_back_field_by_field() -> None:
@@ -653,7 +661,8 @@ def test_a_rules_approval_falls_back_field_by_field() -> None:
     assert d.approval == ApprovalSpec(("leads",), 3, timedelta(minutes=30), "statement")
     held["approval"] = {"groups": ["x"], "scope": "session"}
     d = decide(engine([held], approvals=APPROVALS), "SELECT 1")
-    assert d.approval == ApprovalSpec(("x",), 2, timedelta(minutes=30), "session")
+    # scope session without session_for: one hour
+    assert d.approval == ApprovalSpec(("x",), 2, timedelta(minutes=30), "session", timedelta(hours=1))
 
 
 def test_default_and_opaque_approvals_use_the_defaults() -> None:

@@ -1,0 +1,173 @@
+"""What approvers' tools (``pcigate approvals``, the console) do over NATS: read the request records in KV
+``PCIGATE_APPROVALS`` and send a decision to the gateway that holds the statement.
+
+Nothing here trusts a record for more than display: the gateway that receives a decision verifies the
+approver's token and judges it against its own copy. A decision names the record's ``binding`` — the
+statement the approver was shown — so it can never release another statement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import nats.errors
+import nats.js.errors
+from pydantic import ValidationError
+
+from pcigate.natsconn import connect_once
+from schemas.approvals import KV_BUCKET, DecideReply, DecideRequest, Request, decide_subject
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js.kv import KeyValue
+
+__all__ = ["ApprovalsClient", "ApprovalsError", "Listed", "effective_state"]
+
+DECIDE_TIMEOUT_S = 15.0
+
+
+class ApprovalsError(RuntimeError):
+    """A request cannot be read or decided; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A request record as read, or why its entry could not be read as one."""
+
+    key: str
+    request: Request | None
+    problem: str | None = None
+
+
+def effective_state(request: Request, now: datetime | None = None) -> str:
+    """The record's state, except that a pending request past its expiry is shown as expired (its
+    gateway may be gone and never write that)."""
+    now = now or datetime.now(UTC)
+    if request.state == "pending" and now >= request.expires:
+        return "expired"
+    return request.state
+
+
+class ApprovalsClient:
+    """One NATS connection for reading requests and sending decisions; use with ``async with``."""
+
+    def __init__(self, servers: Sequence[str], **options: Any) -> None:
+        self._servers = list(servers)
+        self._options = options
+        self._nc: Client | None = None
+        self._kv: KeyValue | None = None
+
+    async def __aenter__(self) -> ApprovalsClient:
+        self._nc = await connect_once(self._servers, **self._options)
+        try:
+            self._kv = await self._nc.jetstream().key_value(KV_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            await self._nc.close()
+            raise ApprovalsError(
+                f"KV bucket {KV_BUCKET} does not exist: run `pcigate nats init` or start a gateway"
+            ) from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def requests(self) -> list[Listed]:
+        """Every request in the bucket (latest revision each), oldest first."""
+        assert self._kv is not None
+        watcher = await self._kv.watchall(ignore_deletes=True)
+        found: list[Listed] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                found.append(_listed(entry.key, entry.value))
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return sorted(
+            found, key=lambda x: x.request.created if x.request else datetime.min.replace(tzinfo=UTC)
+        )
+
+    async def get(self, request_id: str) -> Request:
+        assert self._kv is not None
+        try:
+            entry = await self._kv.get(request_id)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.InvalidKeyError):
+            raise ApprovalsError(f"no approval request {request_id}") from None
+        listed = _listed(request_id, entry.value)
+        if listed.request is None:
+            raise ApprovalsError(f"approval request {request_id} cannot be read: {listed.problem}")
+        return listed.request
+
+    async def decide(
+        self,
+        request: Request,
+        decision: Literal["approve", "deny"],
+        *,
+        reason: str,
+        token: str,
+        channel: Literal["tui", "cli", "api"],
+        client_app: str,
+    ) -> DecideReply:
+        """Send a decision to the gateway holding ``request`` and return what it did with it."""
+        assert self._nc is not None
+        message = DecideRequest(
+            id=request.id,
+            decision=decision,
+            binding=request.binding,
+            reason=reason,
+            token=token,
+            channel=channel,
+            origin_addr=self._local_addr(),
+            client_app=client_app,
+        )
+        try:
+            msg = await self._nc.request(
+                decide_subject(request.gateway), message.model_dump_json().encode(), timeout=DECIDE_TIMEOUT_S
+            )
+        except nats.errors.NoRespondersError:
+            raise ApprovalsError(
+                f"the gateway holding request {request.id} ({request.gateway}) is not running; the statement "
+                "is gone with its session, so there is nothing left to decide"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise ApprovalsError(
+                f"the gateway holding request {request.id} did not answer within {DECIDE_TIMEOUT_S:.0f} s; "
+                "run `pcigate approvals list` to see whether the decision counted"
+            ) from None
+        try:
+            return DecideReply.model_validate_json(msg.data)
+        except ValidationError:
+            raise ApprovalsError("the gateway's answer could not be read") from None
+
+    def _local_addr(self) -> str | None:
+        """The address this host reaches NATS from: the decision's claimed origin."""
+        for server in self._servers:
+            parts = urlsplit(server if "://" in server else f"nats://{server}")
+            if not parts.hostname:
+                continue
+            try:
+                with socket.socket(socket.AF_INET6 if ":" in parts.hostname else socket.AF_INET,
+                                   socket.SOCK_DGRAM) as probe:  # fmt: skip
+                    probe.connect((parts.hostname, parts.port or 4222))
+                    addr = probe.getsockname()[0]
+            except OSError:
+                continue
+            return str(addr).split("%", 1)[0]
+        return None
+
+
+def _listed(key: str, value: bytes | None) -> Listed:
+    if not value:
+        return Listed(key, None, "empty entry")
+    try:
+        return Listed(key, Request.model_validate_json(value))
+    except ValidationError as exc:
+        return Listed(key, None, f"not a valid request record ({exc.error_count()} problem(s))")

@@ -1,0 +1,187 @@
+"""The `pcigate approvals` commands: list held statements, approve or deny one.
+
+- ``approvals list [--all] [--json]``: pending requests (``--all``: every request the bucket keeps).
+- ``approvals approve ID --reason TEXT --token JWT`` / ``approvals deny ID --reason TEXT --token JWT``:
+  the decision goes with your own identity token to the gateway holding the statement, which verifies it
+  and says whether it counted. ``--token -`` reads the token from stdin; without ``--token``,
+  ``$PCIGATE_TOKEN`` is used (a token on the command line is visible to other local users).
+
+Exit codes: 0 the decision counted (or the list was read), 1 it did not count or NATS/the gateway is not
+reachable, 2 bad usage or an invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from pcigate.approvals_client import Listed
+    from pcigate.config import Config
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+CLIENT_APP = "pcigate-cli"
+_STATEMENT_WIDTH = 60
+
+
+def _err(message: str) -> None:
+    print(f"pcigate: {message}", file=sys.stderr)
+
+
+def _config(args: argparse.Namespace) -> tuple[int, Config | None]:
+    from pcigate.cli import load_config_or_exit_code
+    from pcigate.config import Config
+
+    code, config = load_config_or_exit_code(getattr(args, "config", None))
+    return code, config if isinstance(config, Config) else None
+
+
+def _client(config: Config) -> object:
+    from pcigate.approvals_client import ApprovalsClient
+    from pcigate.settings import nats_connect_options, nats_servers
+
+    return ApprovalsClient(nats_servers(config), **nats_connect_options(config))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from pcigate.approvals_client import ApprovalsClient, ApprovalsError, effective_state
+    from pcigate.natsconn import NatsUnavailableError
+
+    code, config = _config(args)
+    if config is None:
+        return code
+
+    async def read() -> list[Listed]:
+        client = _client(config)
+        assert isinstance(client, ApprovalsClient)
+        async with client:
+            return await client.requests()
+
+    try:
+        listed = asyncio.run(read())
+    except (ApprovalsError, NatsUnavailableError) as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
+    now = datetime.now(UTC)
+    rows = [
+        x for x in listed if x.request is None or args.all or effective_state(x.request, now) == "pending"
+    ]
+    if args.json:
+        out = []
+        for x in rows:
+            if x.request is None:
+                out.append({"id": x.key, "problem": x.problem})
+            else:
+                out.append(
+                    {**x.request.model_dump(mode="json"), "effective_state": effective_state(x.request, now)}
+                )
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no pending approval requests" if not args.all else "no approval requests")
+        return EXIT_OK
+    print(f"{'ID':36}  {'STATE':9}  {'REQUESTER':28}  {'RULE':20}  {'OK':5}  {'EXPIRES IN':10}  STATEMENT")
+    for x in rows:
+        if x.request is None:
+            print(f"{x.key[:36]:36}  {'invalid':9}  {x.problem}")
+            continue
+        r = x.request
+        who = r.requester.sub + (f" for {r.requester.on_behalf_of}" if r.requester.on_behalf_of else "")
+        approved = sum(1 for a in r.approvals if a.decision == "approve")
+        left = int((r.expires - now).total_seconds())
+        expires = f"{left // 60}m{left % 60:02d}s" if left > 0 else "-"
+        text = " ".join(r.statement.text.split())
+        if len(text) > _STATEMENT_WIDTH:
+            text = text[: _STATEMENT_WIDTH - 1] + "…"
+        print(
+            f"{r.id:36}  {effective_state(r, now):9}  {who[:28]:28}  {r.rule[:20]:20}  "
+            f"{approved}/{r.quorum:<3}  {expires:10}  {text}"
+        )
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    token = args.token
+    if token == "-":  # noqa: S105 - the stdin marker, not a password
+        token = sys.stdin.readline()
+    elif token is None:
+        token = os.environ.get("PCIGATE_TOKEN")
+    token = (token or "").strip()
+    return token or None
+
+
+def _decide(args: argparse.Namespace, decision: Literal["approve", "deny"]) -> int:
+    from pcigate.approvals_client import ApprovalsClient, ApprovalsError
+    from pcigate.natsconn import NatsUnavailableError
+    from schemas.approvals import DecideReply
+
+    token = _token(args)
+    if token is None:
+        _err("no token: pass --token JWT (or --token - to read it from stdin, or set PCIGATE_TOKEN)")
+        return EXIT_USAGE
+    reason = " ".join(args.reason.split())
+    if not reason:
+        _err("--reason must say why (it is recorded with your decision)")
+        return EXIT_USAGE
+    code, config = _config(args)
+    if config is None:
+        return code
+
+    async def send() -> DecideReply:
+        client = _client(config)
+        assert isinstance(client, ApprovalsClient)
+        async with client:
+            request = await client.get(args.id)
+            return await client.decide(
+                request, decision, reason=reason[:1024], token=token, channel="cli", client_app=CLIENT_APP
+            )
+
+    try:
+        reply = asyncio.run(send())
+    except (ApprovalsError, NatsUnavailableError) as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
+    if reply.refused is not None:
+        _err(f"your decision did not count ({reply.refused}): {reply.message}")
+        return EXIT_FAILURE
+    print(f"{reply.message} ({reply.approvals} of {reply.quorum} approvals; state {reply.state})")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _decide(args, "approve")
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    return _decide(args, "deny")
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], config_opt: argparse.ArgumentParser
+) -> None:
+    """Add this module's subcommands to the top-level parser."""
+    approvals = sub.add_parser("approvals", help="statements held for approval: list, approve, deny")
+    actions = approvals.add_subparsers(dest="approvals_command", metavar="ACTION", required=True)
+    p = actions.add_parser("list", parents=[config_opt], help="list pending approval requests")
+    p.add_argument("--all", action="store_true", help="also decided, expired and withdrawn requests")
+    p.add_argument("--json", action="store_true", help="machine-readable output (the records)")
+    p.set_defaults(handler=cmd_list)
+    for name, handler, verb in (("approve", cmd_approve, "approve"), ("deny", cmd_deny, "deny")):
+        p = actions.add_parser(
+            name, parents=[config_opt], help=f"{verb} a held statement with your own identity token"
+        )
+        p.add_argument(
+            "id", metavar="ID", help="the request id (from the client's notice or `approvals list`)"
+        )
+        p.add_argument("--reason", required=True, help="why; recorded with your decision")
+        p.add_argument(
+            "--token",
+            default=None,
+            help="your OIDC token (JWT); '-' reads it from stdin; default $PCIGATE_TOKEN",
+        )
+        p.set_defaults(handler=handler)
