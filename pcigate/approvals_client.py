@@ -8,9 +8,10 @@ statement the approver was shown — so it can never release another statement.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,6 +95,29 @@ class ApprovalsClient:
         return sorted(
             found, key=lambda x: x.request.created if x.request else datetime.min.replace(tzinfo=UTC)
         )
+
+    async def watch(self, ready: asyncio.Event | None = None) -> AsyncIterator[Request]:
+        """Every request record as it is written, the current ones first, until the caller stops (a live
+        queue for consoles; records that do not validate are skipped). ``ready`` is set once the watch is
+        in place: nothing written after that is missed."""
+        assert self._kv is not None
+        watcher = await self._kv.watchall(ignore_deletes=True)
+        if ready is not None:
+            ready.set()
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=60)  # type: ignore[no-untyped-call]
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                if entry is None:  # the end of the current records
+                    continue
+                listed = _listed(entry.key, entry.value)
+                if listed.request is not None:
+                    yield listed.request
+        finally:
+            with contextlib.suppress(Exception):  # the connection may be closed already
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def get(self, request_id: str) -> Request:
         assert self._kv is not None

@@ -4,21 +4,26 @@ back from JetStream."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from pcigate.approvals_client import ApprovalsClient, ApprovalsError, effective_state
 from pcigate.devstack.issuer import TokenRequest, mint
 from pcigate.devstack.layout import Layout
 from pcigate.devstack.ports import can_connect
+from schemas.approvals import DecideReply, Request
 from schemas.registry import validate
 
 AUDIT_STREAM = "PCIGATE_AUDIT"
@@ -123,3 +128,103 @@ def start_gateway(config: Path, host: str, port: int, within: float = 20.0) -> s
         assert time.monotonic() < deadline
         time.sleep(0.05)
     return proc
+
+
+class AutoApprover:
+    """Approves every pending request of one requester as soon as it appears, for tests about what a
+    statement does once approved (masking of its results, say). Use with ``with``."""
+
+    def __init__(
+        self, gw: GatewayEndpoint, requester: str, approver: str = "auto-approver@example.com"
+    ) -> None:
+        self._gw = gw
+        self._requester = requester
+        self._token = gw.token(sub=approver, groups=("approvers",))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._future: concurrent.futures.Future[None] | None = None
+        self._watching = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.approved: list[str] = []
+        self.errors: list[str] = []
+
+    async def _run(self) -> None:
+        seen: set[str] = set()
+        async with ApprovalsClient([self._gw.nats_url]) as client:
+            self._loop.call_soon(self._watching.set)
+            while not self._stop.is_set():  # a fresh snapshot each time: simple, and nothing is missed
+                for listed in await client.requests():
+                    request = listed.request
+                    if request is None or request.id in seen or request.requester.sub != self._requester:
+                        continue
+                    if effective_state(request) != "pending":
+                        continue
+                    seen.add(request.id)
+                    try:
+                        reply = await client.decide(
+                            request, "approve", reason="test: approved automatically", token=self._token,
+                            channel="api", client_app="pcigate-tests",
+                        )  # fmt: skip
+                    except ApprovalsError as exc:  # a stale record whose gateway is gone, say: go on
+                        self.errors.append(str(exc))
+                        continue
+                    if reply.refused is None:
+                        self.approved.append(request.id)
+                    else:
+                        self.errors.append(f"{request.id}: {reply.refused} {reply.message}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.05)
+
+    def __enter__(self) -> AutoApprover:
+        self._thread.start()
+        self._future = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        ready = asyncio.run_coroutine_threadsafe(self._watching.wait(), self._loop)
+        ready.result(timeout=20)  # a request made before the watch is in place would wait on
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        if self._future is not None:
+            self._future.result(timeout=30)  # its NATS connection closed on its own loop
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def _pending(nats_url: str, sub: str, count: int, within: float) -> list[Request]:
+    deadline = time.monotonic() + within
+    async with ApprovalsClient([nats_url]) as client:
+        while True:
+            found = [
+                x.request
+                for x in await client.requests()
+                if x.request is not None and x.request.requester.sub == sub and x.request.state == "pending"
+            ]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+
+def pending_requests(gw: GatewayEndpoint, sub: str, count: int = 1, within: float = 20.0) -> list[Request]:
+    """The pending approval requests of ``sub``, once there are ``count`` of them (else the test fails)."""
+    found = asyncio.run(_pending(gw.nats_url, sub, count, within))
+    assert len(found) >= count, f"{len(found)} pending requests of {sub}, expected {count}"
+    return found
+
+
+def decide(
+    gw: GatewayEndpoint,
+    request: Request,
+    token: str,
+    decision: Literal["approve", "deny"] = "approve",
+    reason: str = "checked the change ticket",
+) -> DecideReply:
+    """Send one decision as an approver's tool does and return the gateway's answer."""
+
+    async def send() -> DecideReply:
+        async with ApprovalsClient([gw.nats_url]) as client:
+            return await client.decide(
+                request, decision, reason=reason, token=token, channel="api", client_app="pcigate-tests"
+            )
+
+    return asyncio.run(send())

@@ -237,17 +237,22 @@ class ApprovalService:
             scope=spec.scope,
             session_for_seconds=int(spec.session_for.total_seconds()) if spec.session_for else None,
         )
-        try:
-            revision = await self._open(ticket, request)
-        except ApprovalUnavailableError as exc:
-            return Outcome("unavailable", ticket.request_id, f"the approval service is unavailable ({exc})")
         loop = asyncio.get_running_loop()
-        hold = _Hold(ticket, request, revision, loop.create_future())
+        hold = _Hold(ticket, request, 0, loop.create_future())
+        # Registered and locked before the record is visible: a decision sent the moment it appears waits
+        # for the revision instead of finding no such request.
         self._holds[request.id] = hold
-        delay = max(0.0, (request.expires - self._now()).total_seconds())
-        hold.timer = loop.call_later(delay, self._expiry_due, hold)
-        ticket.notify(_held_notice(request))
         try:
+            async with hold.lock:
+                try:
+                    hold.revision = await self._open(ticket, request)
+                except ApprovalUnavailableError as exc:
+                    del self._holds[request.id]
+                    why = f"the approval service is unavailable ({exc})"
+                    return Outcome("unavailable", ticket.request_id, why)
+                delay = max(0.0, (request.expires - self._now()).total_seconds())
+                hold.timer = loop.call_later(delay, self._expiry_due, hold)
+            ticket.notify(_held_notice(request))
             return await asyncio.shield(hold.future)
         except asyncio.CancelledError:
             self._spawn(self._finish(hold, "withdrawn", "the client cancelled the statement"))
@@ -310,6 +315,11 @@ class ApprovalService:
     # ------------------------------------------------------------------ decisions
 
     async def _on_decide(self, msg: Msg) -> None:
+        # nats-py runs a subscription's callbacks one at a time: decisions on different requests must not
+        # wait for each other's fsync and KV write (each request has its own lock).
+        self._spawn(self._answer(msg))
+
+    async def _answer(self, msg: Msg) -> None:
         try:
             reply = await self._decide(msg.data)
         except Exception:
@@ -464,8 +474,9 @@ class ApprovalService:
             if hold.future.done():
                 return
             record = hold.request.model_copy(update={"state": state, "decided": self._now()})
-            with contextlib.suppress(ApprovalUnavailableError):
-                await self._store(hold, record)
+            if hold.revision:  # else the record was never written
+                with contextlib.suppress(ApprovalUnavailableError):
+                    await self._store(hold, record)
             self._settle(hold, Outcome(state, hold.request.id, message))
 
     def _settle(self, hold: _Hold, outcome: Outcome) -> None:

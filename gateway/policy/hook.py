@@ -53,7 +53,10 @@ class PolicyHook(Hook):
         self._who = Requester(frozenset(identity.groups), identity.kind)
         self._prepared: dict[str, Facts] = {}
         self._session = session
-        self._outcomes: dict[_Key, Outcome] = {}  # decided holds, each used by the statement it held
+        # Decided holds, each used once by the statement it held; one whose Query was refused for another
+        # reason stays usable by the same statement in this session until the request's timeout has passed
+        # once more, then it is forgotten (and the statement sent again waits for a new decision).
+        self._outcomes: dict[_Key, tuple[Outcome, float]] = {}
         self._grants: dict[str, Outcome] = {}  # scope session: approved rules, by rule name
         self._refusing = False  # a statement of the message being judged will be refused: hold no more
 
@@ -65,7 +68,7 @@ class PolicyHook(Hook):
         if decision.action != "require_approval" or decision.approval is None or not decision.approval.groups:
             return None  # refused or let through when judged
         key = _key(stmt.text, stmt.params)
-        outcome = self._outcomes.get(key)
+        outcome = self._outcome(key, keep=True)
         if outcome is not None:
             self._refusing = outcome.state != "approved"
             return None
@@ -103,7 +106,7 @@ class PolicyHook(Hook):
             outcome = Outcome("withdrawn", ticket.request_id, "the client cancelled the statement")
             raise
         finally:
-            self._outcomes[key] = outcome
+            self._outcomes[key] = (outcome, time.monotonic() + decision.approval.timeout.total_seconds())
             self._refusing = outcome.state != "approved"
 
     def statement(self, stmt: StatementView) -> Verdict | None:
@@ -123,7 +126,7 @@ class PolicyHook(Hook):
 
     def _approved(self, stmt: StatementView, decision: Decision) -> Verdict | None:
         """None (it runs, with its approval's id) or the refusal of a statement that needed approval."""
-        outcome = self._outcomes.pop(_key(stmt.text, stmt.params), None)
+        outcome = self._outcome(_key(stmt.text, stmt.params), keep=False)
         if outcome is None:
             grant = self._granted(decision.rule)
             if grant is not None:
@@ -166,6 +169,13 @@ class PolicyHook(Hook):
         )
         message = f"pcigate: {outcome.message}; the statement was not run"
         return Verdict("block", "42501", message, rule=decision.rule, reason=reason)
+
+    def _outcome(self, key: _Key, *, keep: bool) -> Outcome | None:
+        now = time.monotonic()
+        for stale in [k for k, (_, until) in self._outcomes.items() if until <= now]:
+            del self._outcomes[stale]
+        found = self._outcomes.get(key) if keep else self._outcomes.pop(key, None)
+        return found[0] if found is not None else None
 
     def _granted(self, rule: str) -> Outcome | None:
         grant = self._grants.get(rule)

@@ -13,12 +13,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import nats
 import psycopg
@@ -29,7 +30,7 @@ from pcigate.approvals_client import ApprovalsClient
 from pcigate.devstack.ports import free_port
 from schemas.approvals import DecideReply, Request
 from tests.e2e.test_masking_e2e import psql_path
-from tests.gateway_support import GatewayEndpoint, events_for, start_gateway
+from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -97,49 +98,12 @@ def connect(
     )
 
 
-async def _pending(nats_url: str, sub: str, count: int, within: float) -> list[Request]:
-    deadline = time.monotonic() + within
-    async with ApprovalsClient([nats_url]) as client:
-        while True:
-            found = [
-                x.request
-                for x in await client.requests()
-                if x.request is not None and x.request.requester.sub == sub and x.request.state == "pending"
-            ]
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            await asyncio.sleep(0.05)
-
-
-def pending(gw: GatewayEndpoint, sub: str, count: int = 1, within: float = 20.0) -> list[Request]:
-    """The pending requests of ``sub``, once there are ``count`` of them."""
-    found = asyncio.run(_pending(gw.nats_url, sub, count, within))
-    assert len(found) >= count, f"{len(found)} pending requests of {sub}, expected {count}"
-    return found
-
-
 def record(gw: GatewayEndpoint, request_id: str) -> Request:
     async def get() -> Request:
         async with ApprovalsClient([gw.nats_url]) as client:
             return await client.get(request_id)
 
     return asyncio.run(get())
-
-
-def decide(
-    gw: GatewayEndpoint,
-    request: Request,
-    token: str,
-    decision: Literal["approve", "deny"] = "approve",
-    reason: str = "checked the change ticket",
-) -> DecideReply:
-    async def send() -> DecideReply:
-        async with ApprovalsClient([gw.nats_url]) as client:
-            return await client.decide(
-                request, decision, reason=reason, token=token, channel="api", client_app="pcigate-tests"
-            )
-
-    return asyncio.run(send())
 
 
 def approver(gw: GatewayEndpoint, sub: str = BOB, groups: tuple[str, ...] = APPROVERS, **kw: Any) -> str:
@@ -161,11 +125,11 @@ def approval_events(gw: GatewayEndpoint, request_id: str, count: int) -> list[di
     )
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pcigate", *args], input=stdin, capture_output=True, text=True, timeout=60,
-        check=False,
-    )  # fmt: skip
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pcigate", *args]
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, env=env, check=False)
 
 
 # --------------------------------------------------------------------------------------- the dev stack
@@ -183,7 +147,7 @@ def test_update_waits_for_another_approver_then_runs_with_psql(
     pipe = subprocess.PIPE
     proc = subprocess.Popen([*base, "-At", "-c", update], env=env, stdout=pipe, stderr=pipe, text=True)
     try:
-        (request,) = pending(gateway, sub)
+        (request,) = pending_requests(gateway, sub)
         time.sleep(0.3)
         assert proc.poll() is None, "the statement ran without approval"
         assert request.rule == "card-writes" and request.approver_groups == APPROVERS
@@ -236,7 +200,7 @@ def test_a_denied_statement_is_refused_inside_its_transaction_with_psycopg(gatew
         update = in_thread(
             lambda: conn.execute("UPDATE cards SET exp_year = %s WHERE card_id = %s", (2099, 8))
         )
-        (request,) = pending(gateway, sub)
+        (request,) = pending_requests(gateway, sub)
         assert request.statement.parameters == ("2099", "8")
         reply = decide(gateway, request, approver(gateway), "deny", reason="change freeze until Monday")
         assert reply.refused is None and reply.state == "denied"
@@ -265,7 +229,7 @@ def test_abuse_is_refused_and_recorded(held: GatewayEndpoint) -> None:
     with connect(held, agent, ("agents",), kind="agent", on_behalf_of=principal) as conn:
         assert len(conn.execute("SELECT card_id FROM cards LIMIT 50").fetchall()) == 50  # under the limit
         read = in_thread(lambda: conn.execute("SELECT card_id, pan FROM cards").fetchall())
-        (request,) = pending(held, agent)
+        (request,) = pending_requests(held, agent)
         assert request.rule == "agent-card-reads" and request.requester.on_behalf_of == principal
         attempts = [
             (
@@ -307,7 +271,7 @@ def test_a_quorum_counts_each_approver_once(held: GatewayEndpoint) -> None:
                 "UPDATE customers SET country = country WHERE customer_id = %s RETURNING customer_id", (3,)
             ).fetchone()
         )
-        (request,) = pending(held, sub)
+        (request,) = pending_requests(held, sub)
         first = decide(held, request, approver(held))
         assert first.refused is None and (first.state, first.approvals, first.quorum) == ("pending", 1, 2)
         assert decide(held, request, approver(held)).refused == "already_counted"
@@ -324,7 +288,7 @@ def test_a_decision_cannot_be_replayed_for_another_statement(held: GatewayEndpoi
         sql = "UPDATE cards SET exp_month = exp_month WHERE card_id = %s"
         first = in_thread(lambda: one.execute(sql, (11,)))
         second = in_thread(lambda: two.execute(sql, (11,)))  # the same statement, another session
-        a, b = pending(held, sub, 2)
+        a, b = pending_requests(held, sub, 2)
         assert a.binding != b.binding
         replayed = decide(held, b.model_copy(update={"binding": a.binding}), approver(held))
         assert replayed.refused == "statement_mismatch"
@@ -339,7 +303,7 @@ def test_expiry_refuses_the_statement_and_later_decisions_do_not_count(held: Gat
     sub = unique("alice")
     with connect(held, sub) as conn:
         delete = in_thread(lambda: conn.execute("DELETE FROM transactions WHERE txn_id = %s", (-1,)))
-        (request,) = pending(held, sub)
+        (request,) = pending_requests(held, sub)
         with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
             delete.result(timeout=30)
         assert f"request {request.id} expired at" in str(err.value)
@@ -356,7 +320,7 @@ def test_a_client_cancel_withdraws_the_request(held: GatewayEndpoint) -> None:
     sub = unique("alice")
     with connect(held, sub) as conn:
         update = in_thread(lambda: conn.execute("UPDATE cards SET cvv = cvv WHERE card_id = %s", (12,)))
-        (request,) = pending(held, sub)
+        (request,) = pending_requests(held, sub)
         conn.cancel()
         with pytest.raises(psycopg.errors.QueryCanceled) as err:
             update.result(timeout=30)
@@ -378,7 +342,7 @@ def test_a_session_scope_approval_covers_the_session_for_its_time(held: GatewayE
     sql = "UPDATE transactions SET status = status WHERE txn_id = %s"
     with connect(held, sub) as conn:
         first = in_thread(lambda: conn.execute(sql, (1,)))
-        (request,) = pending(held, sub)
+        (request,) = pending_requests(held, sub)
         assert request.scope == "session" and request.session_for_seconds == 60
         assert decide(held, request, approver(held)).refused is None
         first.result(timeout=30)
@@ -386,7 +350,7 @@ def test_a_session_scope_approval_covers_the_session_for_its_time(held: GatewayE
         conn.execute("UPDATE transactions SET status = status WHERE txn_id = 3")
     with connect(held, sub) as other:  # another session is not
         again = in_thread(lambda: other.execute(sql, (4,)))
-        (second,) = pending(held, sub)
+        (second,) = pending_requests(held, sub)
         assert second.id != request.id
         decide(held, second, approver(held), "deny")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -411,7 +375,7 @@ def test_fifty_held_statements_decided_concurrently_each_resume_correctly(held: 
                 )
                 for conn, card in zip(conns, ids, strict=True)
             }
-            requests = pending(held, sub, len(ids), within=60)
+            requests = pending_requests(held, sub, len(ids), within=60)
             by_card = {int(r.statement.parameters[0]): r for r in requests}  # type: ignore[index]
             assert sorted(by_card) == ids
             bob = approver(held)
@@ -452,7 +416,7 @@ def test_a_record_rewritten_in_the_bucket_releases_nothing(held: GatewayEndpoint
     sub = unique("alice")
     with connect(held, sub) as conn:
         update = in_thread(lambda: conn.execute("UPDATE cards SET brand = brand WHERE card_id = %s", (13,)))
-        (request,) = pending(held, sub)
+        (request,) = pending_requests(held, sub)
 
         async def forge() -> None:
             nc = await nats.connect(held.nats_url)
@@ -471,3 +435,110 @@ def test_a_record_rewritten_in_the_bucket_releases_nothing(held: GatewayEndpoint
         with pytest.raises(psycopg.errors.SystemError) as err:
             update.result(timeout=30)
         assert "changed outside the gateway" in str(err.value)
+
+
+def test_the_cli_says_what_is_wrong(held: GatewayEndpoint, dev_stack: dict[str, Any]) -> None:
+    config = dev_stack["config"]
+    env = {k: v for k, v in os.environ.items() if k != "PCIGATE_TOKEN"}
+    no_token = cli("approvals", "deny", str(uuid.uuid4()), "--reason", "x", "--config", config, env=env)
+    assert no_token.returncode == 2 and "no token" in no_token.stderr
+    unknown = cli("approvals", "approve", "01a24338-0000-7000-8000-000000000000", "--reason", "x", "--token",
+                  approver(held), "--config", config)  # fmt: skip
+    assert unknown.returncode == 1 and "no approval request" in unknown.stderr
+    # a request whose gateway is gone (its statement went with it)
+    sub = unique("alice")
+    with connect(held, sub) as conn:
+        update = in_thread(lambda: conn.execute("UPDATE cards SET brand = brand WHERE card_id = %s", (14,)))
+        (request,) = pending_requests(held, sub)
+        orphan = request.model_copy(
+            update={"id": "01a24338-0000-7000-8000-0000000000ff", "gateway": "gw-gone"}
+        )
+
+        async def put() -> None:
+            nc = await nats.connect(held.nats_url)
+            try:
+                kv = await nc.jetstream().key_value("PCIGATE_APPROVALS")
+                await kv.put(orphan.id, orphan.model_dump_json().encode())
+            finally:
+                await nc.close()
+
+        asyncio.run(put())
+        gone = cli(
+            "approvals", "approve", orphan.id, "--reason", "x", "--token", approver(held), "--config", config
+        )
+        assert gone.returncode == 1 and "is not running" in gone.stderr
+        bob = approver(held)
+        denied = cli(
+            "approvals", "deny", request.id, "--reason", "not now", "--token", bob, "--config", config
+        )
+        assert denied.returncode == 0, denied.stderr
+        assert "denied" in denied.stdout
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            update.result(timeout=30)
+    again = cli(
+        "approvals", "approve", request.id, "--reason", "x", "--token", approver(held), "--config", config
+    )
+    assert again.returncode == 1 and "did not count (not_pending)" in again.stderr
+    listed = cli("approvals", "list", "--all", "--config", config)
+    assert listed.returncode == 0 and request.id in listed.stdout
+
+
+def test_statements_of_one_query_are_held_in_turn_and_a_refusal_ends_the_query(held: GatewayEndpoint) -> None:
+    sub = unique("alice")
+    with connect(held, sub) as conn:
+        both = (
+            "UPDATE cards SET exp_month = exp_month WHERE card_id = 15; "
+            "UPDATE cards SET cvv = cvv WHERE card_id = 15"
+        )
+        run = in_thread(lambda: conn.pgconn.exec_(both.encode()))  # one simple Query, two statements
+        (first,) = pending_requests(held, sub)
+        assert "exp_month" in first.statement.text
+        assert decide(held, first, approver(held)).refused is None  # the first may run...
+        second = next(r for r in pending_requests(held, sub, 1) if r.id != first.id)
+        assert "cvv" in second.statement.text
+        assert decide(held, second, approver(held), "deny").refused is None  # ...but not the second
+        result = run.result(timeout=30)
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42501"
+        # denied first: the second is never held, and the Query is refused as a whole
+        again = in_thread(lambda: conn.pgconn.exec_(both.replace("15", "16").encode()))
+        (third,) = pending_requests(held, sub)
+        assert decide(held, third, approver(held), "deny").refused is None
+        assert again.result(timeout=30).error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42501"
+        time.sleep(0.3)
+        assert pending_requests(held, sub, 0) == []
+
+
+def test_a_decision_sent_the_moment_the_request_appears_counts(held: GatewayEndpoint) -> None:
+    """A console watching the bucket may decide before the gateway has finished writing the request: the
+    decision waits for it instead of finding no such request."""
+    sub = unique("alice")
+    bob = approver(held)
+
+    async def watch_and_decide(count: int, ready: threading.Event) -> list[DecideReply]:
+        replies: list[DecideReply] = []
+        async with ApprovalsClient([held.nats_url]) as watching, ApprovalsClient([held.nats_url]) as client:
+            in_place = asyncio.Event()
+            stream = watching.watch(in_place)
+            first = asyncio.ensure_future(anext(stream))
+            await in_place.wait()
+            ready.set()
+            request = await first
+            while True:
+                if request.requester.sub == sub and request.state == "pending":
+                    reply = await client.decide(
+                        request, "approve", reason="at once", token=bob, channel="tui", client_app="tests"
+                    )
+                    replies.append(reply)
+                    if len(replies) == count:
+                        await stream.aclose()
+                        return replies
+                request = await anext(stream)
+
+    ready = threading.Event()
+    deciding = in_thread(lambda: asyncio.run(watch_and_decide(10, ready)))
+    assert ready.wait(20)
+    with connect(held, sub) as conn:
+        for card in range(20, 30):
+            sql = "UPDATE cards SET exp_year = exp_year WHERE card_id = %s RETURNING card_id"
+            assert conn.execute(sql, (card,)).fetchone() == (card,)
+    assert all(r.refused is None and r.state == "approved" for r in deciding.result(timeout=60))

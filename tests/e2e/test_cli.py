@@ -37,7 +37,17 @@ def test_help_lists_only_working_commands() -> None:
     out = run("--help").stdout
     section = out.split("positional arguments:")[1].split("options:")[0]
     listed = set(re.findall(r"^    (\w[\w-]*)\s", section, flags=re.MULTILINE))
-    assert listed == {"dev", "token", "gateway", "evidence", "verify", "ledger", "nats", "config"}
+    assert listed == {
+        "dev",
+        "token",
+        "gateway",
+        "evidence",
+        "verify",
+        "ledger",
+        "nats",
+        "config",
+        "approvals",
+    }
 
 
 def test_status_json_shows_live_endpoints(dev_stack: dict[str, Any], test_layout: Layout) -> None:

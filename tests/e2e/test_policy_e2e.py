@@ -8,13 +8,14 @@ import asyncio
 import os
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import psycopg
 import pytest
 
 from tests.e2e.test_masking_e2e import psql_path, superuser
-from tests.gateway_support import GatewayEndpoint, events_for
+from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -85,16 +86,22 @@ def test_refusal_inside_a_transaction_behaves_like_an_error_with_psycopg(gateway
     assert event["data"]["statement"]["text"].lower().startswith("drop table")  # type: ignore[index]
 
 
-def test_opaque_statements_are_refused_until_approvals_exist(gateway: GatewayEndpoint) -> None:
+def test_opaque_statements_wait_for_a_person(gateway: GatewayEndpoint) -> None:
+    """The dev policy's opaque_action is require_approval: a DO block is held, and denied here."""
     sub = f"policy-{uuid.uuid4().hex[:8]}@example.com"
-    with connect(gateway, sub) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
-        conn.execute("DO $$ BEGIN PERFORM 1; END $$")
-    message = str(err.value)
-    assert "DO runs a code block the gateway cannot see into" in message
-    assert "approval" in message
+    with connect(gateway, sub) as conn, ThreadPoolExecutor(1) as pool:
+        run = pool.submit(conn.execute, "DO $$ BEGIN PERFORM 1; END $$")
+        (request,) = pending_requests(gateway, sub)
+        assert request.rule == "opaque" and "DO runs a code block the gateway cannot see into" in request.why
+        bob = gateway.token(sub="bob@example.com", groups=("approvers",))
+        reply = decide(gateway, request, bob, "deny", reason="not without reading it")
+        assert reply.refused is None
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            run.result(timeout=30)
+    assert "was denied by bob@example.com: not without reading it" in str(err.value)
     (event,) = blocked_events(gateway, sub, 1)
     assert event["policy"]["rule"] == "opaque"  # type: ignore[index]
-    assert event["data"]["reason"] == "parse_error"  # type: ignore[index]
+    assert event["data"]["reason"] == "approval_denied"  # type: ignore[index]
 
 
 def test_statement_boundaries_follow_standard_conforming_strings(gateway: GatewayEndpoint) -> None:
@@ -110,7 +117,16 @@ def test_statement_boundaries_follow_standard_conforming_strings(gateway: Gatewa
             token = gateway.token(sub=sub, groups=("engineers",))  # engineers use pcigate_ro
             with psycopg.connect(gateway.dsn(token), connect_timeout=10, autocommit=True) as conn:
                 assert conn.pgconn.parameter_status(b"standard_conforming_strings") == b"off"
-                result = conn.pgconn.exec_(b"SELECT 'x\\''; DROP TABLE cards; --'")  # simple protocol
+                with ThreadPoolExecutor(1) as pool:  # simple protocol
+                    run = pool.submit(conn.pgconn.exec_, b"SELECT 'x\\''; DROP TABLE cards; --'")
+                    # the opaque SELECT waits for a person, ended where the server ends it
+                    (request,) = pending_requests(gateway, sub)
+                    held = request.statement.text.lower()
+                    assert held.startswith("select") and "drop" not in held
+                    decide(
+                        gateway, request, gateway.token(sub="bob@example.com", groups=("approvers",)), "deny"
+                    )
+                    result = run.result(timeout=30)
                 assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42501"
                 assert conn.execute("SELECT count(*) > 0 FROM cards").fetchone() == (True,)
         finally:
