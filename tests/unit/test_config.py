@@ -557,6 +557,24 @@ def test_policy_rules_are_checked() -> None:
     )
 
 
+def test_session_for_only_with_session_scope() -> None:
+    text = BASE + (
+        "policies:\n"
+        "  default:\n"
+        "    rules:\n"
+        "      - name: held\n"
+        "        match: {}\n"
+        "        action: require_approval\n"
+        "        approval: {scope: statement, session_for: 10m}\n"
+    )
+    problem = only_problem(text)
+    assert problem.key == "policies.default.rules[0].approval.session_for"
+    assert "only allowed with scope: session" in problem.message
+    fine = parse_config(text.replace("scope: statement", "scope: session"), "pcigate.yaml")
+    (rule,) = fine.policies["default"].rules
+    assert rule.approval is not None and rule.approval.session_for == timedelta(minutes=10)
+
+
 def test_bad_policy_name_points_at_the_key() -> None:
     text = BASE + "policies:\n  Strict Mode: {}\n"
     problem = only_problem(text)
