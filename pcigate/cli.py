@@ -14,8 +14,12 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pcigate import __version__
+
+if TYPE_CHECKING:
+    from pcigate.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -175,6 +179,14 @@ def load_config_or_exit_code(path: str | None) -> tuple[int, object]:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE, None
+
+
+def config_for(args: argparse.Namespace) -> tuple[int, Config | None]:
+    """A command's validated config (``--config``, else the usual search) or the exit code to return."""
+    from pcigate.config import Config
+
+    code, config = load_config_or_exit_code(getattr(args, "config", None))
+    return code, config if isinstance(config, Config) else None
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -20,25 +20,18 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
+
 if TYPE_CHECKING:
     from pcigate.approvals_client import Listed
     from pcigate.config import Config
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CLIENT_APP = "pcigate-cli"
 _STATEMENT_WIDTH = 60
 
 
 def _err(message: str) -> None:
     print(f"pcigate: {message}", file=sys.stderr)
-
-
-def _config(args: argparse.Namespace) -> tuple[int, Config | None]:
-    from pcigate.cli import load_config_or_exit_code
-    from pcigate.config import Config
-
-    code, config = load_config_or_exit_code(getattr(args, "config", None))
-    return code, config if isinstance(config, Config) else None
 
 
 def _client(config: Config) -> object:
@@ -52,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from pcigate.approvals_client import ApprovalsClient, ApprovalsError, effective_state
     from pcigate.natsconn import NatsUnavailableError
 
-    code, config = _config(args)
+    code, config = config_for(args)
     if config is None:
         return code
 
@@ -128,7 +121,7 @@ def _decide(args: argparse.Namespace, decision: Literal["approve", "deny"]) -> i
     if not reason:
         _err("--reason must say why (it is recorded with your decision)")
         return EXIT_USAGE
-    code, config = _config(args)
+    code, config = config_for(args)
     if config is None:
         return code
 

@@ -38,11 +38,9 @@ def _err(message: str) -> None:
 
 
 def _config(args: argparse.Namespace) -> tuple[int, Config | None]:
-    from pcigate.cli import load_config_or_exit_code
-    from pcigate.config import Config
+    from pcigate.cli import config_for
 
-    code, config = load_config_or_exit_code(args.config)
-    return code, config if isinstance(config, Config) else None
+    return config_for(args)
 
 
 def _log_keys(config: Config, *, need_current: bool) -> tuple[LogKey, ...]:
