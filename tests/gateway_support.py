@@ -11,18 +11,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import nats
+import yaml
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from pcigate.approvals_client import ApprovalsClient, ApprovalsError, effective_state
 from pcigate.devstack.issuer import TokenRequest, mint
 from pcigate.devstack.layout import Layout
-from pcigate.devstack.ports import can_connect
+from pcigate.devstack.ports import can_connect, free_port
 from schemas.approvals import DecideReply, Request
 from schemas.registry import validate
 
@@ -228,3 +229,29 @@ def decide(
             )
 
     return asyncio.run(send())
+
+
+@contextlib.contextmanager
+def private_gateway(
+    dev_config: str, base: GatewayEndpoint, tmp: Path, rules: list[dict[str, Any]]
+) -> Iterator[GatewayEndpoint]:
+    """A gateway of its own (same PostgreSQL and NATS as the dev stack, its own port and spool) whose
+    default policy has ``rules`` after the dev stack's."""
+    config = yaml.safe_load(Path(dev_config).read_text())
+    config["nats"]["spool_dir"] = str(tmp / "spool")
+    port = free_port()
+    config["connections"][0]["listen"] = f"127.0.0.1:{port}"
+    config["policies"]["default"]["rules"] += rules
+    path = tmp / "pcigate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    proc = start_gateway(path, "127.0.0.1", port)
+    try:
+        yield GatewayEndpoint("127.0.0.1", port, "payments", base.layout, base.nats_url)
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

@@ -18,19 +18,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import nats
 import psycopg
 import pytest
-import yaml
 
 from pcigate.approvals_client import ApprovalsClient
-from pcigate.devstack.ports import free_port
 from schemas.approvals import DecideReply, Request
 from tests.e2e.test_masking_e2e import psql_path
-from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests, start_gateway
+from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests, private_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -65,25 +62,10 @@ def held(
     dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayEndpoint]:
     """A gateway of its own with the dev stack's policy plus :data:`EXTRA_RULES`."""
-    tmp = tmp_path_factory.mktemp("approvals")
-    config = yaml.safe_load(Path(dev_stack["config"]).read_text())
-    config["nats"]["spool_dir"] = str(tmp / "spool")
-    port = free_port()
-    config["connections"][0]["listen"] = f"127.0.0.1:{port}"
-    config["policies"]["default"]["rules"] += EXTRA_RULES
-    path = tmp / "pcigate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    proc = start_gateway(path, "127.0.0.1", port)
-    try:
-        yield GatewayEndpoint("127.0.0.1", port, "payments", gateway.layout, gateway.nats_url)
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+    with private_gateway(
+        dev_stack["config"], gateway, tmp_path_factory.mktemp("approvals"), EXTRA_RULES
+    ) as gw:
+        yield gw
 
 
 def unique(prefix: str) -> str:

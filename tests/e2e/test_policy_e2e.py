@@ -8,14 +8,16 @@ import asyncio
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
 
 from tests.e2e.test_masking_e2e import psql_path, superuser
-from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests
+from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests, private_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +157,102 @@ def test_client_encodings_the_lexer_cannot_follow_are_refused(gateway: GatewayEn
             await conn.close()
 
     assert asyncio.run(search_path()) != "evil"
+
+
+# --- every kind of rule, through psql (simple protocol) and psycopg (extended), on a gateway of its own ---
+
+KIND_RULES: list[dict[str, object]] = [
+    {"name": "engineers-no-customers", "match": {"groups": ["engineers"], "tables": ["public.customers"]},
+     "action": "block", "message": "engineers do not read customer records"},
+    {"name": "no-cvv", "match": {"columns": ["public.cards.cvv"]}, "action": "block"},
+    {"name": "no-version", "match": {"functions": ["version"]}, "action": "block"},
+    {"name": "where-required", "match": {"statements": ["write"], "conditions": ["no_where"]},
+     "action": "block"},
+    {"name": "night-shift", "match": {"groups": ["night-shift"], "time": {}}, "action": "block",
+     "message": "no access in this time window"},
+    {"name": "day-shift", "match": {"groups": ["day-shift"], "time": {"outside": True}}, "action": "block"},
+    {"name": "auditors-masked", "match": {"groups": ["auditors"], "tables": ["public.transactions"]},
+     "action": "mask"},
+    {"name": "ci-reads", "match": {"groups": ["ci"], "statements": ["read"]}, "action": "allow"},
+    {"name": "ci-nothing-else", "match": {"groups": ["ci"]}, "action": "block"},
+]  # fmt: skip
+
+CASES = [
+    # (groups, statement, refused by rule or None)
+    (("engineers",), "SELECT full_name FROM customers LIMIT 1", "engineers-no-customers"),
+    (("payments-admins",), "SELECT full_name FROM customers LIMIT 1", None),
+    (("engineers",), "SELECT cvv FROM cards LIMIT 1", "no-cvv"),
+    (("engineers",), "SELECT brand FROM cards LIMIT 1", None),
+    (("engineers",), "SELECT version()", "no-version"),
+    (("payments-admins",), "UPDATE transactions SET status = status", "where-required"),
+    (("payments-admins",), "UPDATE transactions SET status = status WHERE txn_id = 1", None),
+    (("engineers", "night-shift"), "SELECT 1", "night-shift"),
+    (("engineers", "day-shift"), "SELECT 1", None),
+    (("ci",), "SELECT count(*) FROM transactions", None),
+    (("ci",), "SET work_mem = '8MB'", "ci-nothing-else"),
+]
+
+
+@pytest.fixture(scope="module")
+def kinds_gateway(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayEndpoint]:
+    with private_gateway(dev_stack["config"], gateway, tmp_path_factory.mktemp("kinds"), KIND_RULES) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize(
+    ("groups", "sql", "rule"), CASES, ids=[f"{c[2] or 'allowed'}-{i}" for i, c in enumerate(CASES)]
+)
+def test_each_kind_of_rule_decides_with_psql_and_psycopg(
+    kinds_gateway: GatewayEndpoint, groups: tuple[str, ...], sql: str, rule: str | None
+) -> None:
+    gw = kinds_gateway
+    sub = f"kinds-{uuid.uuid4().hex[:8]}@example.com"
+    token = gw.token(sub=sub, groups=groups)
+    env = {**os.environ, "PGPASSWORD": token, "PGSSLMODE": "disable"}
+    argv = [
+        psql_path(),
+        "-X",
+        "-At",
+        "-h",
+        gw.host,
+        "-p",
+        str(gw.port),
+        "-U",
+        sub,
+        "-d",
+        gw.database,
+        "-c",
+        sql,
+    ]
+    simple = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    with psycopg.connect(gw.dsn(token), connect_timeout=10, autocommit=True) as conn:
+        try:
+            conn.execute(sql, prepare=True)  # the extended protocol: Parse/Bind/Execute
+            extended: str | None = None
+        except psycopg.Error as exc:
+            extended = f"{exc.sqlstate} {exc}"
+    if rule is None:
+        assert simple.returncode == 0, simple.stderr
+        assert extended is None, extended
+        return
+    assert simple.returncode != 0 and f"policy rule {rule}" in simple.stderr
+    assert extended is not None and extended.startswith("42501") and f"policy rule {rule}" in extended
+    events = blocked_events(gw, sub, 2)
+    assert [e["policy"]["rule"] for e in events] == [rule, rule]  # type: ignore[index]
+
+
+def test_a_mask_rule_hides_every_value_it_returns(kinds_gateway: GatewayEndpoint) -> None:
+    gw = kinds_gateway
+    token = gw.token(sub="auditor@example.com", groups=("engineers", "auditors"))
+    with psycopg.connect(gw.dsn(token), connect_timeout=10, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT merchant, amount_cents FROM transactions ORDER BY txn_id LIMIT 3"
+        ).fetchall()
+        assert len(rows) == 3
+        assert all(
+            m is not None and "*" in m and not any(c.isalnum() for c in m) and a is None for m, a in rows
+        )
+        plain = conn.execute("SELECT brand FROM cards ORDER BY card_id LIMIT 1").fetchone()
+        assert plain is not None and plain[0].isalpha()  # what the rule does not name is not masked
