@@ -114,6 +114,7 @@ class Gateway:
             nats_connect_options(config),
             verifier,
             spool,
+            issuer=config.identity.issuer,
             allow_self_approval=config.approvals.allow_self_approval,
         )
         await self.approvals.start()

@@ -28,7 +28,7 @@ import nats.js.errors
 from pydantic import ValidationError
 
 from gateway.approvals.record import Judgement, judge
-from gateway.audit import actor_of
+from gateway.audit import actor_of, auth_failed_event, subject_for
 from gateway.identity import AuthFailure, TokenVerifier, VerifiedIdentity
 from gateway.sqlmask import mask_text, sanitize
 from pcigate.natsconn import NatsUnavailableError, connect_once
@@ -44,16 +44,19 @@ from schemas.approvals import (
 )
 from schemas.ids import format_utc
 from schemas.models import (
+    Actor,
     ApprovalDecided,
     ApprovalDecidedData,
     ApprovalExpired,
     ApprovalExpiredData,
     ApprovalRequested,
     ApprovalRequestedData,
+    AuthFailedData,
     Envelope,
     Origin,
     Principal,
     Statement,
+    Target,
 )
 
 if TYPE_CHECKING:
@@ -126,6 +129,7 @@ class ApprovalService:
         verifier: TokenVerifier,
         spool: SpoolLink,
         *,
+        issuer: str,
         allow_self_approval: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -135,6 +139,7 @@ class ApprovalService:
         self._verifier = verifier
         self._spool = spool
         self._allow_self = allow_self_approval
+        self._issuer = issuer  # for auth.failed of a token that names none
         self._clock = clock
         self._holds: dict[str, _Hold] = {}
         self._finished: OrderedDict[str, _Hold] = OrderedDict()
@@ -336,15 +341,16 @@ class ApprovalService:
             req = DecideRequest.model_validate_json(raw)
         except ValidationError:
             return DecideReply(refused="invalid_request", message="the decision message is not valid")
+        hold = self._holds.get(req.id) or self._finished.get(req.id)
+        origin = Origin(addr=req.origin_addr or "local", port=None, client_app=req.client_app or _CLIENT_APP)
         try:
             approver = await self._verifier.verify(req.token)
         except AuthFailure as exc:
             log.warning("approvals: decision on %s with an unverifiable token (%s)", req.id, exc.reason)
+            await self._auth_failed(exc, req, hold, origin)
             return DecideReply(refused="invalid_token", message=f"your token does not verify: {exc.reason}")
-        hold = self._holds.get(req.id) or self._finished.get(req.id)
         if hold is None:
             return DecideReply(refused="unknown_request", message=f"this gateway holds no request {req.id}")
-        origin = Origin(addr=req.origin_addr or "local", port=None, client_app=req.client_app or _CLIENT_APP)
         reason = sanitize(mask_text(req.reason)[0])[:1024]
         async with hold.lock:
             verdict = judge(
@@ -377,6 +383,45 @@ class ApprovalService:
                     self._settle(hold, Outcome("unavailable", hold.request.id, f"approval failed ({exc})"))
                 return DecideReply(refused="unavailable", message=str(exc), state=hold.request.state)
             return _reply(verdict, hold.request)
+
+    async def _auth_failed(
+        self, failure: AuthFailure, req: DecideRequest, hold: _Hold | None, origin: Origin
+    ) -> None:
+        """An approver's token that does not verify is a failed access attempt (PCI DSS 10.2.1.4), attributed
+        to whom it claims to be; recorded before the refusal is answered."""
+        event_id, payload = auth_failed_event(
+            actor=Actor(
+                sub=failure.claimed_sub or "unknown",
+                iss=failure.claimed_iss or self._issuer,
+                name=None,
+                groups=(),
+                kind="human",
+                on_behalf_of=None,
+            ),
+            origin=origin,
+            target=Target(
+                connection=hold.ticket.connection if hold is not None else None,
+                protocol="nats",
+                host=self.gateway_id,
+                database=hold.ticket.database if hold is not None else None,
+                object=f"approval request {req.id}",
+            ),
+            sqlstate=failure.sqlstate,
+            message="an approval decision came with a token that does not verify",
+            data=AuthFailedData(
+                reason=failure.reason,
+                auth_method="oidc_token",
+                claimed_identity_source="token_claims" if failure.claimed_sub else "none",
+                token_jti=failure.jti,
+                consecutive_failures=1,
+                lockout_until=None,
+            ),
+        )
+        try:
+            seq = self._spool.append_event(subject_for("auth.failed"), event_id, payload)
+            await self._spool.wait_durable(seq)
+        except Exception as exc:  # the refusal stands either way
+            log.error("approvals: auth.failed for a decision on %s not recorded: %s", req.id, exc)
 
     async def _record_decision(  # noqa: PLR0917 - one decision's parts
         self,

@@ -243,6 +243,13 @@ def test_abuse_is_refused_and_recorded(held: GatewayEndpoint) -> None:
         ("success", None),
         ("failure", "not_pending"),
     ]
+    (bad_token,) = events_for(
+        held.nats_url,
+        lambda e: e["type"] == "auth.failed" and e["target"]["object"] == f"approval request {request.id}",
+        1,
+    )
+    assert bad_token["target"]["protocol"] == "nats" and bad_token["origin"]["client_app"] == "pcigate-tests"
+    assert bad_token["data"]["reason"] == "credential_malformed"
 
 
 def test_a_quorum_counts_each_approver_once(held: GatewayEndpoint) -> None:
