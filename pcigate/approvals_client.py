@@ -81,17 +81,29 @@ class ApprovalsClient:
                 await self._nc.close()
 
     async def requests(self) -> list[Listed]:
-        """Every request in the bucket (latest revision each), oldest first."""
+        """Every request in the bucket (latest revision each), oldest first.
+
+        The snapshot ends at the entry with nothing pending after it. (nats-py's end-of-snapshot marker can
+        come before entries already on their way, which would make a full bucket look empty.)"""
         assert self._kv is not None
+        if (await self._kv.status()).values == 0:
+            return []
         watcher = await self._kv.watchall(ignore_deletes=True)
         found: list[Listed] = []
         try:
-            async for entry in watcher:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+                except (TimeoutError, nats.errors.TimeoutError):
+                    raise ApprovalsError("reading the approval requests timed out; retry") from None
                 if entry is None:
-                    break
+                    continue
                 found.append(_listed(entry.key, entry.value))
+                if not entry.delta:
+                    break
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
         return sorted(
             found, key=lambda x: x.request.created if x.request else datetime.min.replace(tzinfo=UTC)
         )

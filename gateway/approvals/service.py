@@ -494,25 +494,26 @@ class ApprovalService:
             if hold.future.done():
                 return
             request = hold.request
-            record = request.model_copy(update={"state": "expired", "decided": self._now()})
-            who = request.requester
-            data = ApprovalExpiredData(
-                request_id=request.id,
-                requester=Principal(sub=who.sub, iss=who.iss, name=who.name),
-                statement_fingerprint=request.statement.fingerprint,
-                expires_at=format_utc(request.expires),
-                approvals=sum(1 for a in request.approvals if a.decision == "approve"),
-                quorum=request.quorum,
-            )
             message = f"request {request.id} expired at {format_utc(request.expires)} without a decision"
             try:
+                record = request.model_copy(update={"state": "expired", "decided": self._now()})
+                who = request.requester
+                data = ApprovalExpiredData(
+                    request_id=request.id,
+                    requester=Principal(sub=who.sub, iss=who.iss, name=who.name),
+                    statement_fingerprint=request.statement.fingerprint,
+                    expires_at=format_utc(request.expires),
+                    approvals=sum(1 for a in request.approvals if a.decision == "approve"),
+                    quorum=request.quorum,
+                )
                 await self._record(
                     hold.ticket, ApprovalExpired, data, result="failure", code="expired", message=message
                 )
                 await self._store(hold, record)
-            except ApprovalUnavailableError as exc:
-                log.error("approvals: expiry of %s not fully recorded: %s", request.id, exc)
-            self._settle(hold, Outcome("expired", request.id, message))
+            except Exception:  # the statement is refused either way; a held one must never wait on
+                log.exception("approvals: expiry of %s not fully recorded", request.id)
+            finally:
+                self._settle(hold, Outcome("expired", request.id, message))
 
     async def _finish(self, hold: _Hold, state: Literal["withdrawn"], message: str) -> None:
         async with hold.lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Final, Literal
@@ -27,6 +28,8 @@ from schemas.ids import new_event_id
 from schemas.models import Statement
 
 __all__ = ["PolicyHook", "PolicyRuntime"]
+
+log = logging.getLogger(__name__)
 
 _MAX_PREPARED: Final = 1024
 _Key = tuple[str, tuple[bytes | None, ...] | None]
@@ -79,6 +82,22 @@ class PolicyHook(Hook):
     async def _hold(
         self, service: ApprovalService, key: _Key, stmt: PendingStatement, decision: Decision
     ) -> None:
+        assert decision.approval is not None
+        request_id = new_event_id()
+        # Whatever happens, the statement leaves with an outcome: without one it would be held again.
+        outcome = Outcome("unavailable", request_id, "the approval service failed (see the gateway log)")
+        try:
+            outcome = await service.hold(self._ticket(request_id, stmt, decision))
+        except asyncio.CancelledError:
+            outcome = Outcome("withdrawn", request_id, "the client cancelled the statement")
+            raise
+        except Exception:
+            log.exception("holding a statement for approval failed")
+        finally:
+            self._outcomes[key] = (outcome, time.monotonic() + decision.approval.timeout.total_seconds())
+            self._refusing = outcome.state != "approved"
+
+    def _ticket(self, request_id: str, stmt: PendingStatement, decision: Decision) -> Ticket:
         session = self._session
         audit = session.audit
         assert audit is not None and decision.approval is not None
@@ -87,8 +106,8 @@ class PolicyHook(Hook):
                 stmt.text, statement_audit(stmt.text), stmt.params, stmt.param_formats, stmt.param_oids
             )
         )
-        ticket = Ticket(
-            request_id=new_event_id(),
+        return Ticket(
+            request_id=request_id,
             audit=audit,
             identity=session.identity,
             connection=session.connection,
@@ -100,14 +119,6 @@ class PolicyHook(Hook):
             spec=decision.approval,
             notify=session.notify,
         )
-        try:
-            outcome = await service.hold(ticket)
-        except asyncio.CancelledError:
-            outcome = Outcome("withdrawn", ticket.request_id, "the client cancelled the statement")
-            raise
-        finally:
-            self._outcomes[key] = (outcome, time.monotonic() + decision.approval.timeout.total_seconds())
-            self._refusing = outcome.state != "approved"
 
     def statement(self, stmt: StatementView) -> Verdict | None:
         self._refusing = False

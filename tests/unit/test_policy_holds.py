@@ -150,3 +150,16 @@ def test_an_unused_outcome_is_forgotten_after_the_timeout(monkeypatch: pytest.Mo
     now = policy_hook.time.monotonic()
     monkeypatch.setattr(policy_hook.time, "monotonic", lambda: now + timedelta(seconds=61).total_seconds())
     assert holds(hook, UPDATE)  # its Query never ran it: a new decision is needed
+
+
+def test_a_failing_approval_service_refuses_the_statement_once() -> None:
+    class Broken(Answers):
+        async def hold(self, ticket: Ticket) -> Outcome:
+            self.tickets.append(ticket)
+            raise RuntimeError("bug")
+
+    broken = Broken()
+    hook = policy_hook_with(broken)
+    verdict, _ = wait_and_judge(hook, UPDATE)  # would loop forever if the failure left no outcome
+    assert (verdict.sqlstate, verdict.reason) == ("58000", "policy_unavailable")
+    assert len(broken.tickets) == 1
