@@ -166,6 +166,12 @@ class Hook:
         A client's CancelRequest cancels the wait."""
         return None
 
+    def parse(self, stmt: PendingStatement) -> Verdict | None:
+        """A statement is being prepared (an extended-protocol Parse). A ``block`` verdict refuses it here,
+        so a statement that can never run does not reach the server at all (PostgreSQL analyses it at
+        Parse and plans it at Bind). Its Execute still goes through :meth:`statement`."""
+        return None
+
     def statement(self, stmt: StatementView) -> Verdict | None:
         """Before a statement is sent upstream; ``None`` means no opinion (allow)."""
         return None
@@ -222,6 +228,7 @@ class HookChain:
         "_copy_data",
         "_copy_out",
         "_error",
+        "_parse",
         "_row_description",
         "_server_message",
         "_statement",
@@ -234,6 +241,7 @@ class HookChain:
         self._authenticated = [h for h in self.hooks if _overrides(h, "authenticated")]
         self._wait_before = [h for h in self.hooks if _overrides(h, "wait_before")]
         self._statement = [h for h in self.hooks if _overrides(h, "statement")]
+        self._parse = [h for h in self.hooks if _overrides(h, "parse")]
         self._row_description = [h for h in self.hooks if _overrides(h, "row_description")]
         self._server_message = [h for h in self.hooks if _overrides(h, "server_message")]
         self._copy_data = [h for h in self.hooks if _overrides(h, "copy_data")]
@@ -249,6 +257,10 @@ class HookChain:
     @property
     def wants_statements(self) -> bool:
         return bool(self._statement)
+
+    @property
+    def wants_parses(self) -> bool:
+        return bool(self._parse)
 
     @property
     def wants_row_descriptions(self) -> bool:
@@ -288,6 +300,13 @@ class HookChain:
             if wait is not None:
                 return wait
         return None
+
+    def parse(self, stmt: PendingStatement) -> Verdict:
+        for hook in self._parse:
+            verdict = hook.parse(stmt)
+            if verdict is not None and verdict.action != "allow":
+                return verdict
+        return ALLOW
 
     def statement(self, stmt: StatementView) -> Verdict:
         """The first non-allow verdict wins; every hook sees the statement until then."""

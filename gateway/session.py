@@ -801,9 +801,34 @@ class PgSession:
                 Expect(K_PARSE, refused=fatal_free("54000", *_too_long_text(len(msg.query), self._max_stmt)))
             )
             return m.parse("", "pcigate statement refused")
+        if self.hooks.wants_parses:
+            scs_on = self._scs and not any(x.kind in _RUNS for x in self._expect)
+            verdict = self.hooks.parse(PendingStatement(msg.query, protocol="extended", scs_on=scs_on))
+            if verdict.action != "allow":
+                return self._refuse_parse(msg.name, msg.query, verdict)
         self._prepared[msg.name] = Prepared(msg.query, msg.param_oids)
         self._expect.append(Expect(K_PARSE))
         return None
+
+    def _refuse_parse(self, name: str, text: str, verdict: Verdict) -> bytes:
+        """A blocked statement stops at its Parse: recorded like any refusal, and replaced by a Parse that
+        fails upstream (its error becomes ours), so the server and the client both skip to Sync."""
+        sa = audit.statement_audit(text)
+        self._sequence += 1
+        view = StatementView(self._sequence, text, sa.info, None, [], "extended")
+        self.statements_blocked += 1
+        try:
+            self._record_blocked(view, sa, None, [], None, verdict)
+        except SpoolUnavailable as exc:
+            refusal = fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
+        else:
+            refusal = _blocked(verdict)
+        if not name:
+            self._prepared.pop(
+                "", None
+            )  # a Parse of the unnamed statement drops the one before, even failing
+        self._expect.append(Expect(K_PARSE, refused=refusal))
+        return m.parse(name, "pcigate statement refused")
 
     def _on_bind(self, buf: bytes, s: int, e: int) -> None:
         msg = m.parse_bind(m.message_body(buf, s, e))

@@ -120,6 +120,16 @@ class PolicyHook(Hook):
             notify=session.notify,
         )
 
+    def parse(self, stmt: PendingStatement) -> Verdict | None:
+        """A statement the policy blocks is refused at its Parse already. Only ``block`` (what needs approval
+        is held at its Execute, where its parameters are known), judged on facts that do not change the
+        session's view of PREPAREd names."""
+        facts = self._runtime.facts.facts(stmt.text, scs_on=stmt.scs_on)
+        if facts.executes is not None:
+            return None  # EXECUTE name: judged at its Execute, with the session's PREPARE
+        decision = self._runtime.engine.decide(self._who, facts)
+        return _refusal(decision) if decision.action == "block" else None
+
     def statement(self, stmt: StatementView) -> Verdict | None:
         self._refusing = False
         facts = self._facts(stmt.text, stmt.scs_on)
