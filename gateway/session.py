@@ -823,10 +823,8 @@ class PgSession:
             refusal = fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
         else:
             refusal = _blocked(verdict)
-        if not name:
-            self._prepared.pop(
-                "", None
-            )  # a Parse of the unnamed statement drops the one before, even failing
+        if not name:  # a Parse of the unnamed statement drops the one before it, even when it fails
+            self._prepared.pop("", None)
         self._expect.append(Expect(K_PARSE, refused=refusal))
         return m.parse(name, "pcigate statement refused")
 
