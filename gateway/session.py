@@ -684,7 +684,7 @@ class PgSession:
     def _wait_before(self, typ: int, buf: bytes, s: int, e: int) -> Awaitable[None] | None:
         """What a hook wants to wait for before the statements of this Query or Execute are judged."""
         body = m.message_body(buf, s, e)
-        scs_on = self._scs and not any(x.kind in _RUNS for x in self._expect)
+        scs_on = self._scs_settled()
         pending: list[PendingStatement]
         if typ == m.QUERY:
             if len(body) - 1 > self._max_stmt:
@@ -705,6 +705,11 @@ class PgSession:
             if wait is not None:
                 return wait
         return None
+
+    def _scs_settled(self) -> bool:
+        """standard_conforming_strings is on as the server last reported it, and no statement that could
+        change it is still running."""
+        return self._scs and not any(x.kind in _RUNS for x in self._expect)
 
     def _notify(self, message: str) -> None:
         """A notice to the client between whole messages (the relay only ever writes whole ones)."""
@@ -802,8 +807,8 @@ class PgSession:
             )
             return m.parse("", "pcigate statement refused")
         if self.hooks.wants_parses:
-            scs_on = self._scs and not any(x.kind in _RUNS for x in self._expect)
-            verdict = self.hooks.parse(PendingStatement(msg.query, protocol="extended", scs_on=scs_on))
+            pending = PendingStatement(msg.query, protocol="extended", scs_on=self._scs_settled())
+            verdict = self.hooks.parse(pending)
             if verdict.action != "allow":
                 return self._refuse_parse(msg.name, msg.query, verdict)
         self._prepared[msg.name] = Prepared(msg.query, msg.param_oids)
@@ -890,8 +895,7 @@ class PgSession:
         sa = audit.statement_audit(text)
         self._sequence += 1
         view = StatementView(self._sequence, text, sa.info, params, formats, protocol)  # type: ignore[arg-type]
-        # What the server last reported, and only while no statement that could change it is running.
-        view.scs_on = self._scs and not any(x.kind in _RUNS for x in self._expect)
+        view.scs_on = self._scs_settled()
         verdict = self.hooks.statement(view) if self.hooks.wants_statements else ALLOW
         assert self.audit is not None
         if verdict.action != "allow":

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
 
 if TYPE_CHECKING:
-    from pcigate.approvals_client import Listed
+    from pcigate.approvals_client import ApprovalsClient, Listed
     from pcigate.config import Config
 
 CLIENT_APP = "pcigate-cli"
@@ -34,7 +34,7 @@ def _err(message: str) -> None:
     print(f"pcigate: {message}", file=sys.stderr)
 
 
-def _client(config: Config) -> object:
+def _client(config: Config) -> ApprovalsClient:
     from pcigate.approvals_client import ApprovalsClient
     from pcigate.settings import nats_connect_options, nats_servers
 
@@ -42,7 +42,7 @@ def _client(config: Config) -> object:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from pcigate.approvals_client import ApprovalsClient, ApprovalsError, effective_state
+    from pcigate.approvals_client import ApprovalsError, effective_state
     from pcigate.natsconn import NatsUnavailableError
 
     code, config = config_for(args)
@@ -50,9 +50,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return code
 
     async def read() -> list[Listed]:
-        client = _client(config)
-        assert isinstance(client, ApprovalsClient)
-        async with client:
+        async with _client(config) as client:
             return await client.requests()
 
     try:
@@ -85,7 +83,6 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         r = x.request
         who = r.requester.sub + (f" for {r.requester.on_behalf_of}" if r.requester.on_behalf_of else "")
-        approved = sum(1 for a in r.approvals if a.decision == "approve")
         left = int((r.expires - now).total_seconds())
         expires = f"{left // 60}m{left % 60:02d}s" if left > 0 else "-"
         text = " ".join(r.statement.text.split())
@@ -93,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             text = text[: _STATEMENT_WIDTH - 1] + "…"
         print(
             f"{r.id:36}  {effective_state(r, now):9}  {who[:28]:28}  {r.rule[:20]:20}  "
-            f"{approved}/{r.quorum:<3}  {expires:10}  {text}"
+            f"{r.approved}/{r.quorum:<3}  {expires:10}  {text}"
         )
     return EXIT_OK
 
@@ -109,7 +106,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _decide(args: argparse.Namespace, decision: Literal["approve", "deny"]) -> int:
-    from pcigate.approvals_client import ApprovalsClient, ApprovalsError
+    from pcigate.approvals_client import ApprovalsError
     from pcigate.natsconn import NatsUnavailableError
     from schemas.approvals import DecideReply
 
@@ -126,9 +123,7 @@ def _decide(args: argparse.Namespace, decision: Literal["approve", "deny"]) -> i
         return code
 
     async def send() -> DecideReply:
-        client = _client(config)
-        assert isinstance(client, ApprovalsClient)
-        async with client:
+        async with _client(config) as client:
             request = await client.get(args.id)
             return await client.decide(
                 request, decision, reason=reason[:1024], token=token, channel="cli", client_app=CLIENT_APP

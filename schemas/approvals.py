@@ -124,6 +124,11 @@ class Request(_Record):
     approvals: tuple[Approver, ...] = ()
     decided: datetime | None = None
 
+    @property
+    def approved(self) -> int:
+        """How many counted decisions approve (quorum counts these; one deny ends the request)."""
+        return sum(1 for a in self.approvals if a.decision == "approve")
+
 
 class DecideRequest(_Record):
     """An approver's decision on one request, bound to the statement its record showed them."""

@@ -93,8 +93,7 @@ class Ticket:
     """What a session hands over to hold one statement."""
 
     request_id: str
-    audit: SessionAudit
-    identity: VerifiedIdentity
+    audit: SessionAudit  # the session's events; its actor is the requester
     connection: str
     database: str
     statement: Statement  # the audit trail's masked copy, with its keyed digest
@@ -215,19 +214,11 @@ class ApprovalService:
         cancelled: the request is withdrawn)."""
         spec = ticket.spec
         now = self._now()
-        requester = ticket.identity
         request = Request(
             id=ticket.request_id,
             created=now,
             expires=now + spec.timeout,
-            requester=Requester(
-                sub=requester.sub,
-                iss=requester.iss,
-                name=requester.name,
-                kind=requester.kind,
-                on_behalf_of=requester.on_behalf_of,
-                groups=requester.groups,
-            ),
+            requester=Requester.model_validate(ticket.audit.actor.model_dump()),  # the session's actor
             origin=ticket.audit.origin,
             connection=ticket.connection,
             database=ticket.database,
@@ -444,7 +435,7 @@ class ApprovalService:
             approver_groups_matched=verdict.matched_groups or request.approver_groups,
             statement_fingerprint=statement.fingerprint,
             statement_digest=statement.digest,
-            approvals=sum(1 for a in request.approvals if a.decision == "approve"),
+            approvals=request.approved,
             quorum=request.quorum,
             final=verdict.final,
             channel=req.channel,
@@ -503,7 +494,7 @@ class ApprovalService:
                     requester=Principal(sub=who.sub, iss=who.iss, name=who.name),
                     statement_fingerprint=request.statement.fingerprint,
                     expires_at=format_utc(request.expires),
-                    approvals=sum(1 for a in request.approvals if a.decision == "approve"),
+                    approvals=request.approved,
                     quorum=request.quorum,
                 )
                 await self._record(
@@ -566,7 +557,7 @@ def _reply(verdict: Judgement, request: Request) -> DecideReply:
         refused=refused,
         message=verdict.message,
         state=record.state,
-        approvals=sum(1 for a in record.approvals if a.decision == "approve"),
+        approvals=record.approved,
         quorum=record.quorum,
     )
 

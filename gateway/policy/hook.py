@@ -109,7 +109,6 @@ class PolicyHook(Hook):
         return Ticket(
             request_id=request_id,
             audit=audit,
-            identity=session.identity,
             connection=session.connection,
             database=session.database,
             statement=described,
