@@ -26,7 +26,7 @@ from pcigate.devstack import binaries, procs
 from pcigate.devstack.natsserver import NatsServer
 from pcigate.devstack.ports import free_port
 from pcigate.devstack.testcards import luhn_valid
-from tests.gateway_support import GatewayEndpoint, events_for, start_gateway
+from tests.gateway_support import GatewayEndpoint, events_for, private_config, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -149,17 +149,6 @@ def test_statements_sent_after_an_extended_protocol_error_are_not_run(gateway: G
 # --- durability: a private gateway with its own NATS and spool -----------------------------------------
 
 
-def _private_config(dev_stack: dict[str, Any], tmp: Path, nats_url: str) -> Path:
-    config = yaml.safe_load(Path(dev_stack["config"]).read_text())
-    config["nats"]["url"] = nats_url
-    config["nats"]["spool_dir"] = str(tmp / "spool")
-    config["connections"][0]["listen"] = f"127.0.0.1:{free_port()}"
-    path = tmp / "pcigate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
 class PrivateGateway:
     def __init__(self, config: Path, gw: GatewayEndpoint, nats: NatsServer) -> None:
         self.config = config
@@ -214,7 +203,8 @@ def private_gateway(
     dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmp_path: Path
 ) -> Iterator[PrivateGateway]:
     nats = NatsServer(binaries.nats_server_binary(), tmp_path / "nats", free_port(), free_port())
-    pg = PrivateGateway(_private_config(dev_stack, tmp_path, nats.url), gateway, nats)
+    config, _ = private_config(dev_stack["config"], tmp_path, nats_url=nats.url)
+    pg = PrivateGateway(config, gateway, nats)
     pg.start_nats()
     try:
         yield pg
