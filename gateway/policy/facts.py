@@ -600,17 +600,24 @@ class FactsCache:
 
     size: int = _CACHE_SIZE
     _items: OrderedDict[tuple[str, str, bool], Facts] = field(default_factory=OrderedDict)
+    # The last answer by exact text: a session asks twice per statement (before holding it, then to judge
+    # it), and the key itself costs a normalization (~2 µs).
+    _last: tuple[str, bool, Facts] | None = None
 
     def facts(self, text: str, *, scs_on: bool = False) -> Facts:
+        last = self._last
+        if last is not None and last[1] == scs_on and last[0] == text:
+            return last[2]
         norm, scs_dependent = normalize_ex(text)
         exact = scs_dependent or _ROW_LIMIT_WORDS.search(norm) or _NOT_UTF8.search(text)
         key = (norm, text if exact else "", scs_on)
-        found = self._items.get(key)
-        if found is not None:
+        facts = self._items.get(key)
+        if facts is not None:
             self._items.move_to_end(key)
-            return found
-        facts = statement_facts(text, scs_on=scs_on)
-        self._items[key] = facts
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
+        else:
+            facts = statement_facts(text, scs_on=scs_on)
+            self._items[key] = facts
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+        self._last = (text, scs_on, facts)
         return facts
