@@ -302,10 +302,14 @@ class ApprovalService:
             actor=actor_of(actor) if actor is not None else None,
             origin=origin,
         )
+        await self._durable(subject, event_id, payload)
+
+    async def _durable(self, subject: str, event_id: str, payload: bytes) -> None:
+        """Append one event to the audit spool and wait until it is durable: no evidence, no effect."""
         try:
             seq = self._spool.append_event(subject, event_id, payload)
             await self._spool.wait_durable(seq)
-        except Exception as exc:  # SpoolUnavailable and friends: no evidence, no effect
+        except Exception as exc:  # SpoolUnavailable and friends
             raise ApprovalUnavailableError(f"the audit record could not be made durable: {exc}") from None
 
     # ------------------------------------------------------------------ decisions
@@ -409,9 +413,8 @@ class ApprovalService:
             ),
         )
         try:
-            seq = self._spool.append_event(subject_for("auth.failed"), event_id, payload)
-            await self._spool.wait_durable(seq)
-        except Exception as exc:  # the refusal stands either way
+            await self._durable(subject_for("auth.failed"), event_id, payload)
+        except ApprovalUnavailableError as exc:  # the refusal stands either way
             log.error("approvals: auth.failed for a decision on %s not recorded: %s", req.id, exc)
 
     async def _record_decision(  # noqa: PLR0917 - one decision's parts
