@@ -21,6 +21,7 @@ from pcigate.config import Config, Connection, Identity, RoleMapping, resolve_se
 from schemas.models import Origin, Target
 
 if TYPE_CHECKING:
+    from gateway.approvals.access import AccessGate
     from gateway.session import PgSession
 
 __all__ = ["CancelRegistry", "FailureTracker", "ListenerContext", "server_tls_context"]
@@ -108,6 +109,7 @@ class ListenerContext:
     server_tls: ssl.SSLContext | None = None
     upstream_tls: ssl.SSLContext | None = None
     policy_version: str = ""
+    access: AccessGate | None = None  # connections[].jit: sessions need a grant
     _passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gateway.approvals.access import AccessGate
 from gateway.approvals.service import ApprovalService
 from gateway.audit import DigestKey
 from gateway.endpoint import Endpoint
@@ -134,6 +135,10 @@ class Gateway:
             except (SecretError, OSError, ValueError) as exc:
                 raise GatewayStartError(f"connection {conn.name}: {exc}") from None
             ctx.hook_factory = await self._hooks_for(ctx)
+            if conn.jit is not None:
+                ctx.access = AccessGate(
+                    conn, config.approvals, self.approvals, spool, issuer=config.identity.issuer
+                )
             self.contexts.append(ctx)
             host, port = conn.listen.host, conn.listen.port
             try:
@@ -217,6 +222,9 @@ class Gateway:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        for ctx in self.contexts:
+            if ctx.access is not None:
+                ctx.access.close()
         for catalog in self.catalogs:
             await catalog.stop()
         if self.spool is not None:

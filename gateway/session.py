@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from gateway import audit
+from gateway.approvals.access import AccessGate, AccessRefusedError, Grant
 from gateway.endpoint import Endpoint, PeerClosedError
 from gateway.hooks import (
     ALLOW,
@@ -44,6 +45,7 @@ from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
 from gateway.pgwire import messages as m
 from gateway.pgwire import startup as st
 from gateway.pgwire.messages import Buf
+from gateway.result_limits import Breach, ResultBudget
 from gateway.spool_waits import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
@@ -178,6 +180,20 @@ class Expect:
     described: Prepared | Portal | None = None  # K_DESCRIBE: what the RowDescription describes
 
 
+@dataclass(slots=True)
+class Cut:
+    """A statement whose results passed a result limit: the rest of them is withheld, the statement is
+    cancelled upstream, and the client's next requests wait until both sides agree again."""
+
+    entry: Expect  # whose results are withheld
+    error: bytes  # what the client gets instead of the statement's completion
+    message: str
+    until: Expect | None  # the entry whose ReadyForQuery ends the cut (None: no ReadyForQuery is coming)
+    ready: asyncio.Future[None]
+    completed: bool = False  # it completed upstream before the cancel: upstream's transaction did not fail
+    task: asyncio.Task[None] | None = None
+
+
 class PgSession:
     """See the module docstring."""
 
@@ -221,6 +237,9 @@ class PgSession:
         self._down_waiting = False
         self._done: asyncio.Future[str] | None = None
         self._copy_hooks_out = False
+        self._budget: ResultBudget | None = None  # None: this identity kind's results are not bounded
+        self._cut: Cut | None = None
+        self._grant: Grant | None = None  # connections[].jit: the grant this session is open in
         self._last_activity = time.monotonic()
         self._idle_handle: asyncio.TimerHandle | None = None
         # totals for session.closed
@@ -236,8 +255,8 @@ class PgSession:
     async def run(self) -> None:
         reason = "client_closed"
         try:
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                opened = await self._handshake()
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT) as deadline:
+                opened = await self._handshake(deadline)
             if not opened:
                 return
             reason = await self._relay()
@@ -260,9 +279,11 @@ class PgSession:
         finally:
             if self._wait is not None:
                 self._wait.cancel()
+            if self._cut is not None and self._cut.task is not None:
+                self._cut.task.cancel()
             await self._finish(reason)
 
-    async def _handshake(self) -> bool:
+    async def _handshake(self, deadline: asyncio.Timeout) -> bool:
         ctx = self.ctx
         client = self.client
         tls_offered = False
@@ -345,6 +366,7 @@ class PgSession:
             )
             return False
         self.identity = identity
+        self._budget = ResultBudget.for_kind(ctx.connection.limits.results, identity.kind)
         ctx.failures.succeeded(identity.sub, self.client_addr)  # "consecutive" failures end here
         self.audit = ctx.session_audit(self.session_id, identity, self._origin())
         self.info = SessionInfo(
@@ -365,6 +387,10 @@ class PgSession:
         verdict = self.hooks.authenticated(self.info)
         if verdict.action != "allow":
             raise SessionEnd("policy_terminated", fatal(verdict.sqlstate, verdict.message))
+        out: list[bytes] = [m.authentication_ok()]
+        if ctx.access is not None and ctx.access.applies_to(identity):
+            self._write_client(out.pop())  # before the notices of a wait for access
+            self._grant = await self._enter_grant(ctx.access, identity, role.user, deadline)
         forwarded = {k: v for k, v in params.items() if k.lower() in FORWARDED_PARAMS}
         ignored = sorted(
             k for k in params if k.lower() not in FORWARDED_PARAMS and k not in ("user", "database")
@@ -387,7 +413,6 @@ class PgSession:
         self._scs = up.parameters.get("standard_conforming_strings", "on") == "on"
         _check_encoding(up.parameters.get("client_encoding", "UTF8"))
         self.cancel_pid, self.cancel_key = ctx.cancels.register(self)
-        out = [m.authentication_ok()]
         out += [m.parameter_status(k, v) for k, v in up.parameters.items()]
         out.append(m.backend_key_data(self.cancel_pid, self.cancel_key))
         out += up.notices
@@ -412,6 +437,34 @@ class PgSession:
             role.user,
         )
         return True
+
+    async def _enter_grant(
+        self, gate: AccessGate, identity: VerifiedIdentity, role: str, deadline: asyncio.Timeout
+    ) -> Grant:
+        """Wait (without the login's deadline) for the identity's grant to this connection. The client
+        says nothing until its session opens: a message or a close now means it gave up."""
+        assert self.audit is not None
+        deadline.reschedule(None)
+        entering = asyncio.ensure_future(gate.enter(identity, self.audit, role, self._notify))
+        gone = asyncio.ensure_future(self.client.read_message(64))
+        try:
+            await asyncio.wait((entering, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (entering, gone):
+                if not task.done():
+                    task.cancel()
+        if not entering.done() or entering.cancelled():
+            raise SessionEnd("client_closed")
+        try:
+            grant = entering.result()
+        except AccessRefusedError as exc:
+            raise SessionEnd("policy_terminated", fatal(exc.sqlstate, exc.message)) from None
+        deadline.reschedule(asyncio.get_running_loop().time() + HANDSHAKE_TIMEOUT)
+        return grant
+
+    def revoke(self, message: str) -> None:
+        """The grant this session opened in has ended."""
+        self._end("access_revoked", fatal("57P01", message, "reconnect to ask for access again"))
 
     def _emit_hook_event(
         self, event: type[Envelope], data: object, *, rule: str | None = None, pci: Sequence[str] = ()
@@ -521,6 +574,10 @@ class PgSession:
         assert self.upstream is not None
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        if self._grant is not None:
+            if self._grant.ended:
+                return "access_revoked"
+            self._grant.sessions.add(self)
         up = self.upstream.endpoint
         up.relay(self._from_upstream, self._upstream_lost, self.client.pause_reading, self._upstream_drained)
         self.client.relay(self._from_client, self._client_lost, up.pause_reading, self._client_drained)
@@ -556,7 +613,7 @@ class PgSession:
     def _from_client(self, data: bytes) -> None:
         self.bytes_from_client += len(data)
         self._last_activity = time.monotonic()
-        if self._held_up is not None or self._wait is not None or self._client_backlog:
+        if self._held_up is not None or self._wait is not None or self._client_backlog or self._cut:
             self._client_backlog.append(data)
             return
         self._guarded(self._process_client, data)
@@ -671,7 +728,13 @@ class PgSession:
     def _drain_backlog(self) -> None:
         """Client bytes that arrived while a batch was held or a statement waited: one batch now, judged
         and gated like any other; then read from the client again if nothing holds it back."""
-        if self._held_up is not None or self._wait is not None or self._done is None or self._done.done():
+        if (
+            self._held_up is not None
+            or self._wait is not None
+            or self._cut is not None
+            or self._done is None
+            or self._done.done()
+        ):
             return
         backlog, self._client_backlog = self._client_backlog, []
         if backlog:
@@ -917,10 +980,12 @@ class PgSession:
         self,
         view: StatementView,
         sa: audit.StatementAudit,
-        params: list[bytes | None] | None,
-        formats: list[int],
-        oids: list[int] | None,
+        params: Sequence[bytes | None] | None,
+        formats: Sequence[int],
+        oids: Sequence[int] | None,
         verdict: Verdict,
+        *,
+        limit: str | None = None,
     ) -> None:
         """The ``command.blocked`` event of a refused statement (masked text and parameters, like every
         statement's record); raises SpoolUnavailable when it cannot be kept."""
@@ -930,7 +995,7 @@ class PgSession:
             statement=Statement.model_validate_json(statement),
             sequence=view.sequence,
             reason=verdict.reason,
-            limit=None,
+            limit=limit,
             chd_access=view.chd_access,
             privileged=self.privileged,
             approval_id=view.approval_id,
@@ -1008,8 +1073,19 @@ class PgSession:
         run: tuple[RowHandler, ...] | None = None  # the handlers of that run (None: not yet looked up)
         copies: list[tuple[int, int]] = []  # a run of COPY TO's CopyData, likewise
         copy_hooked = self.hooks.wants_copy_out
+        budget = self._budget
         for typ, s, e in msgs:
             replacement: bytes | None = None
+            if budget is not None and typ in _RESULT_DATA and self._withheld(budget, typ, e - s):
+                # not for the client: what came before it goes through its handlers first
+                if rows:
+                    buf, parts, last = self._on_data_rows(buf, rows, parts, last)
+                    rows = []
+                if copies:
+                    buf, parts, last = self._on_copy_out(buf, copies, parts, last)
+                    copies = []
+                parts, last = _splice(parts, buf, last, s, e, b"")
+                continue
             if typ == _D:
                 if run is None:
                     run = self._row_handlers(expect[0]) if hooked and expect else ()
@@ -1027,9 +1103,9 @@ class PgSession:
                 buf, parts, last = self._on_copy_out(buf, copies, parts, last)
                 copies = []
             if typ == _C:
-                self._on_command_complete(buf, s, e)
+                replacement = self._on_command_complete(buf, s, e)
             elif typ == _Z:
-                self._on_ready()
+                replacement = self._on_ready(buf[e - 1])
             elif typ == _T:
                 if self.hooks.wants_row_descriptions:
                     self._on_row_description(buf, s, e)
@@ -1044,7 +1120,7 @@ class PgSession:
                 if expect and expect[0].kind == K_EXECUTE:
                     expect.popleft()
             elif typ == m.PORTAL_SUSPENDED:
-                self._on_suspended()
+                replacement = self._on_suspended()
             elif typ == _S:
                 name, value = m.parse_parameter_status(m.message_body(buf, s, e))
                 if name == "standard_conforming_strings":
@@ -1058,6 +1134,8 @@ class PgSession:
                 raise m.ProtocolError(f"unexpected message type {chr(typ)!r} from upstream")
             if replacement is not None:
                 parts, last = _splice(parts, buf, last, s, e, replacement)
+            if budget is not None and typ in _RESULT_ENDS:
+                budget.statement_ended()
         if rows:
             buf, parts, last = self._on_data_rows(buf, rows, parts, last)
         if copies:
@@ -1131,16 +1209,145 @@ class PgSession:
         new = self.hooks.copy_out(self._current_stmt(), buf, copies)
         return buf, *_spliced(new, buf, copies, parts, last)
 
+    # --------------------------------------------------------------------------- result limits
+
+    def _withheld(self, budget: ResultBudget, typ: int, size: int) -> bool:
+        """Whether a row (a COPY TO line, the COPY's end) stays back: its statement was cut, or it would
+        pass a result limit, which cuts the statement now."""
+        cut = self._cut
+        if cut is not None and self._expect and cut.entry is self._expect[0]:
+            return True
+        if typ == m.COPY_DONE:
+            return False
+        breach = budget.admit(size)
+        if breach is not None and breach.scope == "statement":
+            stmt = self._current_stmt()
+            if stmt is not None and stmt.approval_id is not None:
+                budget.lift_statement_limits()  # a person approved it: only the session limits bind it
+                breach = budget.admit(size)
+        if breach is None:
+            return False
+        self._start_cut(breach)
+        return True
+
+    def _start_cut(self, breach: Breach) -> None:
+        """Withhold the rest of the current statement's results and cancel it upstream. Its failure (our
+        54000 in place of the cancel's error) keeps both sides in step; until its ReadyForQuery has passed
+        and the cancel request has been delivered, the client's next requests wait, so a late cancel
+        cannot hit them. Past a session limit the session ends instead."""
+        expect = self._expect
+        if not expect:
+            raise m.ProtocolError("result rows arrived for no request")
+        entry = expect[0]
+        running = entry.stmts[entry.idx] if entry.idx < len(entry.stmts) else None
+        limit = breach.describe()
+        if breach.scope == "session":
+            message = (
+                f"pcigate: this session's results reached the limit of {limit}; the connection was closed"
+            )
+            self._record_limit(entry, running, breach, message)
+            raise SessionEnd("policy_terminated", fatal("54000", message, _LIMIT_SESSION_HINT))
+        message = (
+            f"pcigate: the result of this statement passed the limit of {limit}; the rows after that were "
+            "withheld and the statement was stopped"
+        )
+        self._record_limit(entry, running, breach, message)
+        if running is None or self._cut is not None:  # a second cut in one pipeline: not worth the risk
+            raise SessionEnd("policy_terminated", fatal("54000", message + _CLOSED_AFTER_CUT, _LIMIT_HINT))
+        entry.refused = error = fatal_free("54000", message, _LIMIT_HINT)
+        until = entry if entry.kind == K_QUERY else next((x for x in expect if x.kind == K_SYNC), None)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if until is None:
+            ready.set_result(None)
+        cut = self._cut = Cut(entry, error, message, until, ready)
+        self.client.pause_reading()
+        cut.task = asyncio.ensure_future(self._settle_cut(cut))
+
+    def _record_limit(self, entry: Expect, running: Running | None, breach: Breach, message: str) -> None:
+        self.statements_blocked += 1
+        if running is None:
+            return
+        view = running.view
+        verdict = Verdict("block", "54000", message, reason="limit_exceeded")
+        oids = entry.portal.oids if entry.portal is not None else None
+        try:
+            self._record_blocked(
+                view,
+                audit.statement_audit(view.text),
+                view.params,
+                view.param_formats,
+                oids,
+                verdict,
+                limit=breach.label,
+            )
+        except SpoolUnavailable as exc:
+            raise SessionEnd("protocol_error", fatal("58030", _spool_message(exc), _SPOOL_HINT)) from None
+
+    def _cut_completed(self, entry: Expect) -> bytes:
+        """The cut statement completed upstream before the cancel reached it. Our error can stand in for
+        its completion only where nothing ran or will run on the strength of it: a statement that changes
+        nothing, the last of its request, nothing sent behind it. Otherwise the session ends."""
+        cut = self._cut
+        assert cut is not None
+        expect = self._expect
+        running = entry.stmts[entry.idx] if entry.idx < len(entry.stmts) else None
+        if entry.kind == K_QUERY:
+            alone = entry.idx == len(entry.stmts) - 1 and len(expect) == 1
+        else:
+            alone = len(expect) == 2 and expect[1] is cut.until
+        if running is None or not alone or not running.view.info.read_only:
+            raise SessionEnd(
+                "policy_terminated", fatal("54000", cut.message + _CLOSED_AFTER_CUT, _LIMIT_HINT)
+            )
+        cut.completed = True
+        if entry.kind == K_QUERY:
+            entry.idx += 1
+            entry.failed = True
+        else:
+            expect.popleft()
+        self._complete(running, "failure", code="54000", message=cut.message)
+        return cut.error
+
+    def _cut_ready(self, status: int) -> bytes | None:
+        """The ReadyForQuery that ends a cut. Where the statement completed upstream inside a transaction
+        block, the client saw it fail and takes the transaction as failed: upstream's is failed too (by a
+        query that cannot parse) and that one's ReadyForQuery goes to the client instead of this one."""
+        cut = self._cut
+        assert cut is not None and self.upstream is not None
+        if cut.completed and status == _IN_TRANSACTION:
+            cut.completed = False
+            cut.until = abort = Expect(K_QUERY, refused=b"")
+            self._expect.append(abort)
+            self.upstream.endpoint.write(REFUSED_QUERY)
+            return b""
+        if not cut.ready.done():
+            cut.ready.set_result(None)
+        return None
+
+    async def _settle_cut(self, cut: Cut) -> None:
+        try:
+            await self._cancel_upstream()
+        except OSError as exc:
+            log.warning("session %s: cancelling a cut statement failed: %s", self.session_id, exc)
+        try:
+            await cut.ready
+        finally:
+            if self._cut is cut:
+                self._cut = None
+            self._drain_backlog()
+
     def _on_server_message(self, typ: int, buf: Buf, s: int, e: int) -> bytes | None:
         new = self.hooks.server_message(self._current_stmt(), typ, bytes(m.message_body(buf, s, e)))
         return None if new is None else m.frame(typ, new)
 
-    def _on_command_complete(self, buf: Buf, s: int, e: int) -> None:
+    def _on_command_complete(self, buf: Buf, s: int, e: int) -> bytes | None:
         expect = self._expect
         if not expect:
-            return
+            return None
         entry = expect[0]
         tag = m.parse_command_complete(m.message_body(buf, s, e))
+        if self._cut is not None and self._cut.entry is entry:
+            return self._cut_completed(entry)
         if entry.kind == K_QUERY:
             if entry.idx < len(entry.stmts):
                 running = entry.stmts[entry.idx]
@@ -1152,12 +1359,16 @@ class PgSession:
             expect.popleft()
             if entry.stmts:
                 self._complete(entry.stmts[0], "success", tag=tag)
+        return None
 
-    def _on_suspended(self) -> None:
+    def _on_suspended(self) -> bytes | None:
         if self._expect and self._expect[0].kind == K_EXECUTE:
+            if self._cut is not None and self._cut.entry is self._expect[0]:
+                return self._cut_completed(self._expect[0])
             entry = self._expect.popleft()
             if entry.stmts:
                 self._complete(entry.stmts[0], "success", tag=None, suspended=True)
+        return None
 
     def _on_error(self, buf: Buf, s: int, e: int) -> bytes | None:
         """Track the failure; the message to send instead (ours, or upstream's with values masked)."""
@@ -1179,6 +1390,8 @@ class PgSession:
             self.hooks.error(current.view if current else None, fields)
         code = fields.get("C")
         message = fields.get("M")
+        if self._cut is not None and self._cut.entry is entry:
+            code, message = "54000", self._cut.message  # most likely our cancel
         if entry.kind in (K_QUERY, K_FUNC):
             entry.failed = True
             if current is not None:
@@ -1205,10 +1418,10 @@ class PgSession:
             self._complete(running, "failure", code="not_run", message=_NOT_RUN)
         return replacement
 
-    def _on_ready(self) -> None:
+    def _on_ready(self, status: int) -> bytes | None:
         expect = self._expect
         if not expect:
-            return
+            return None
         entry = expect.popleft()
         if entry.kind in (K_QUERY, K_FUNC):
             for running in entry.stmts[entry.idx :]:
@@ -1223,6 +1436,9 @@ class PgSession:
                 self.session_id,
                 entry.kind,
             )
+        if self._cut is not None and entry is self._cut.until:
+            return self._cut_ready(status)
+        return None
 
     def _complete(
         self,
@@ -1287,6 +1503,8 @@ class PgSession:
         self._idle_handle = loop.call_later(max(1.0, timeout - idle_for), self._check_idle, timeout)
 
     async def _finish(self, reason: str) -> None:
+        if self._grant is not None:
+            self._grant.sessions.discard(self)
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         if self.cancel_pid:
@@ -1294,13 +1512,7 @@ class PgSession:
         up = self.upstream
         if up is not None:
             if self._expect and not up.endpoint.closed:
-                # A client gone mid-query must not leave its query running upstream.
-                await cancel_upstream(
-                    self.ctx.connection.upstream,
-                    up.backend_pid,
-                    up.backend_key,
-                    tls_context=self.ctx.upstream_tls,
-                )
+                await self._cancel_upstream()  # a client gone mid-query must not leave it running upstream
             if not up.endpoint.closed:
                 up.endpoint.write(m.terminate())
             up.endpoint.close()
@@ -1360,12 +1572,17 @@ class PgSession:
         request is withdrawn); what runs upstream gets the CancelRequest forwarded."""
         if self._wait is not None:
             self._wait.cancel()
+        await self._cancel_upstream()
+
+    async def _cancel_upstream(self) -> None:
         up = self.upstream
-        if up is None:
-            return
-        await cancel_upstream(
-            self.ctx.connection.upstream, up.backend_pid, up.backend_key, tls_context=self.ctx.upstream_tls
-        )
+        if up is not None:
+            await cancel_upstream(
+                self.ctx.connection.upstream,
+                up.backend_pid,
+                up.backend_key,
+                tls_context=self.ctx.upstream_tls,
+            )
 
 
 # ================================================================================ helpers
@@ -1377,6 +1594,21 @@ _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
 _NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
 _COPY_DATA: Final = m.COPY_DATA
+_RESULT_DATA: Final = frozenset({_D, _COPY_DATA, m.COPY_DONE})  # what a result limit counts or withholds
+_RESULT_ENDS: Final = frozenset({_C, _E, m.PORTAL_SUSPENDED, m.EMPTY_QUERY_RESPONSE, _Z})
+_IN_TRANSACTION: Final = ord("T")
+_LIMIT_HINT: Final = (
+    "ask for fewer rows (LIMIT, or a cursor fetched in pieces), or ask the gateway operator to raise "
+    "limits.results for your identity kind on this connection"
+)
+_LIMIT_SESSION_HINT: Final = (
+    "open a new connection, or ask the gateway operator to raise limits.results for your identity kind"
+)
+_CLOSED_AFTER_CUT: Final = (
+    "; it had already completed on the database, and what was sent after it cannot be kept consistent "
+    "with the failure you see, so the connection was closed (a change it made outside a transaction "
+    "block stands)"
+)
 _S: Final = m.PARAMETER_STATUS
 _RUNS: Final = frozenset({K_QUERY, K_EXECUTE, K_FUNC})
 _JUDGED: Final = frozenset({m.QUERY, m.EXECUTE})  # the messages that run statements a hook may hold

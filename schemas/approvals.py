@@ -99,7 +99,7 @@ class Approver(_Record):
 
 
 class Request(_Record):
-    """A held statement. ``binding``: SHA-256 over the session and the statement's keyed digest (text and
+    """A held statement (or access request). ``binding``: SHA-256 over the session and the statement's keyed digest (text and
     parameters), so a decision made for one statement can never release another."""
 
     id: Uuid7
@@ -119,7 +119,8 @@ class Request(_Record):
     policy_version: Label128 | None = None
     approver_groups: ApproverGroups
     quorum: Quorum
-    scope: Literal["statement", "session"]
+    # access: a just-in-time grant to open sessions on the connection; ``statement`` then describes it
+    scope: Literal["statement", "session", "access"]
     session_for_seconds: Annotated[int, Strict(), Field(ge=1, le=7 * 86400)] | None = None
     approvals: tuple[Approver, ...] = ()
     decided: datetime | None = None

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -237,15 +237,17 @@ def private_config(
     *,
     nats_url: str | None = None,
     rules: Sequence[dict[str, Any]] = (),
+    connection: Mapping[str, Any] | None = None,
 ) -> tuple[Path, int]:
     """The dev stack's config for a gateway of its own: its own spool and loopback port (returned), and
-    optionally another NATS and more policy rules after the dev stack's."""
+    optionally another NATS, more policy rules after the dev stack's and keys of its connection."""
     config = yaml.safe_load(Path(dev_config).read_text())
     if nats_url is not None:
         config["nats"]["url"] = nats_url
     config["nats"]["spool_dir"] = str(tmp / "spool")
     port = free_port()
     config["connections"][0]["listen"] = f"127.0.0.1:{port}"
+    config["connections"][0].update(connection or {})
     config["policies"]["default"]["rules"] += list(rules)
     path = tmp / "pcigate.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -255,11 +257,15 @@ def private_config(
 
 @contextlib.contextmanager
 def private_gateway(
-    dev_config: str, base: GatewayEndpoint, tmp: Path, rules: list[dict[str, Any]]
+    dev_config: str,
+    base: GatewayEndpoint,
+    tmp: Path,
+    rules: list[dict[str, Any]],
+    connection: Mapping[str, Any] | None = None,
 ) -> Iterator[GatewayEndpoint]:
     """A gateway of its own (same PostgreSQL and NATS as the dev stack, its own port and spool) whose
-    default policy has ``rules`` after the dev stack's."""
-    path, port = private_config(dev_config, tmp, rules=rules)
+    default policy has ``rules`` after the dev stack's, and whose connection has ``connection``'s keys."""
+    path, port = private_config(dev_config, tmp, rules=rules, connection=connection)
     proc = start_gateway(path, "127.0.0.1", port)
     try:
         yield GatewayEndpoint("127.0.0.1", port, "payments", base.layout, base.nats_url)

@@ -84,8 +84,10 @@ class Outcome:
     state: Literal["approved", "denied", "expired", "withdrawn", "unavailable"]
     request_id: str
     message: str
-    scope: Literal["statement", "session"] = "statement"
-    until: float | None = None  # scope session: epoch seconds the approval covers the session until
+    scope: Literal["statement", "session", "access"] = "statement"
+    until: float | None = None  # scope session or access: epoch seconds the approval covers until
+    approver: Actor | None = None  # approved or denied: whose decision was final, and why
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,10 +549,19 @@ def _final_outcome(record: Request, approver: VerifiedIdentity, reason: str) -> 
     who = approver.name or approver.sub
     if record.state == "approved":
         until = None
-        if record.scope == "session" and record.session_for_seconds and record.decided is not None:
+        if record.scope != "statement" and record.session_for_seconds and record.decided is not None:
             until = (record.decided + timedelta(seconds=record.session_for_seconds)).timestamp()
-        return Outcome("approved", record.id, f"request {record.id} approved by {who}", record.scope, until)
-    return Outcome("denied", record.id, f"request {record.id} was denied by {who}: {reason}")
+        return Outcome(
+            "approved",
+            record.id,
+            f"request {record.id} approved by {who}",
+            record.scope,
+            until,
+            actor_of(approver),
+            reason,
+        )
+    message = f"request {record.id} was denied by {who}: {reason}"
+    return Outcome("denied", record.id, message, approver=actor_of(approver), reason=reason)
 
 
 def _reply(verdict: Judgement, request: Request) -> DecideReply:
@@ -567,9 +578,12 @@ def _reply(verdict: Judgement, request: Request) -> DecideReply:
 
 def _held_notice(request: Request) -> str:
     groups = ", ".join(request.approver_groups)
+    if request.scope == "access":
+        what, withdraw = f"access to connection {request.connection} needs approval", "close the connection"
+    else:
+        what, withdraw = f"statement held for approval (rule {request.rule})", "cancel the statement"
     return (
-        f"pcigate: statement held for approval (rule {request.rule}): request {request.id}; approvers: "
-        f"{groups} ({request.quorum} needed); expires {format_utc(request.expires)}. An approver runs "
-        f"`pcigate approvals approve {request.id} --reason TEXT --token JWT`; cancel the statement to "
-        "withdraw the request."
+        f"pcigate: {what}: request {request.id}; approvers: {groups} ({request.quorum} needed); expires "
+        f"{format_utc(request.expires)}. An approver runs `pcigate approvals approve {request.id} --reason "
+        f"TEXT --token JWT`; {withdraw} to withdraw the request."
     )

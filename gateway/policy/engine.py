@@ -58,8 +58,8 @@ class ApprovalSpec:
     groups: tuple[str, ...]
     quorum: int
     timeout: timedelta
-    scope: Literal["statement", "session"]
-    session_for: timedelta | None = None  # scope session: how long the approval covers the session
+    scope: Literal["statement", "session", "access"]
+    session_for: timedelta | None = None  # scope session or access: how long the approval covers
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,13 +60,17 @@ __all__ = [
     "Connection",
     "Gateway",
     "Identity",
+    "IdentityKind",
     "IssuesError",
+    "JitAccess",
+    "JitApproval",
     "Ledger",
     "Limits",
     "ListenTls",
     "MaskingProfile",
     "Nats",
     "Policy",
+    "ResultLimit",
     "Retention",
     "RoleMapping",
     "Rule",
@@ -399,6 +403,26 @@ class RoleMapping(_Model):
     password: SecretRef
 
 
+_ResultCount = Annotated[StrictInt, _between(1, 1 << 62)] | None
+
+
+class ResultLimit(_Model):
+    """What one kind of identity's statements may return to the client (data rows and COPY TO lines, and
+    their bytes as the database sent them); unset: no bound."""
+
+    statement_rows: _ResultCount = None  # rows of one statement (one Execute of a portal, one FETCH)
+    statement_bytes: _ResultCount = None
+    session_rows: _ResultCount = None
+    session_bytes: _ResultCount = None
+
+
+IdentityKind = Literal["human", "agent", "service"]
+
+
+def _agent_rows() -> dict[IdentityKind, ResultLimit]:
+    return {"agent": ResultLimit(statement_rows=1000)}
+
+
 class Limits(_Model):
     """Per-connection resource limits; the defaults are safe for interactive and agent use."""
 
@@ -407,7 +431,8 @@ class Limits(_Model):
     idle_timeout: Annotated[Duration, _duration_between(timedelta(seconds=1), timedelta(days=7))] = timedelta(
         minutes=30
     )
-    agent_max_rows: Annotated[StrictInt, _between(1, 1_000_000_000)] = 1000
+    # Not set for a kind: no bound. The default keeps an agent from reading a whole table by accident.
+    results: dict[IdentityKind, ResultLimit] = Field(default_factory=_agent_rows)
 
     @model_validator(mode="after")
     def _statement_fits_message(self) -> Limits:
@@ -416,6 +441,32 @@ class Limits(_Model):
                 [(("max_statement_bytes",), f"must be <= max_message_bytes ({self.max_message_bytes})")]
             )
         return self
+
+
+class JitApproval(_Model):
+    """Who approves access; unset fields fall back to the ``approvals`` section."""
+
+    groups: tuple[Text, ...] = ()
+    quorum: Annotated[StrictInt, _between(1, 10)] | None = None
+    timeout: Annotated[Duration, _duration_between(timedelta(seconds=1), timedelta(days=7))] | None = None
+
+
+class JitAccess(_Model):
+    """Sessions open only inside a grant a person approved (just-in-time access): the first connection
+    waits for the approval, later ones within ``grant`` open at once, and every session ends with it."""
+
+    grant: Annotated[Duration, _duration_between(timedelta(seconds=5), timedelta(days=1))] = timedelta(
+        hours=1
+    )
+    # who needs a grant: identities of one of ``kinds`` and in one of ``groups`` (empty: any)
+    kinds: tuple[IdentityKind, ...] = ()
+    groups: tuple[Text, ...] = ()
+    approval: JitApproval = JitApproval()
+
+    def applies_to(self, kind: str, groups: Iterable[str]) -> bool:
+        if self.kinds and kind not in self.kinds:
+            return False
+        return not self.groups or not set(self.groups).isdisjoint(groups)
 
 
 class Connection(_Model):
@@ -430,6 +481,7 @@ class Connection(_Model):
     policy: Name = "default"
     masking: Name = "default"
     limits: Limits = Limits()
+    jit: JitAccess | None = None  # None: no grant needed
 
     @property
     def tls_required(self) -> bool:

@@ -16,6 +16,7 @@ from pcigate.config import (
     Config,
     ConfigError,
     Problem,
+    ResultLimit,
     find_config,
     load_config,
     parse_config,
@@ -131,7 +132,8 @@ def test_base_loads_with_safe_defaults() -> None:
     assert masked["pan"] == "bin_last4" and masked["cvv"] == "null" and masked["track2"] == "null"
     assert config.approvals.approver_groups == () and not config.approvals.allow_self_approval
     limits = config.connections[0].limits
-    assert (limits.max_message_bytes, limits.agent_max_rows) == (16 << 20, 1000)
+    assert limits.max_message_bytes == 16 << 20
+    assert limits.results == {"agent": ResultLimit(statement_rows=1000)}  # humans and services: unbounded
     assert config.connections[1].upstream.port == 5432
 
 
@@ -573,6 +575,42 @@ def test_session_for_only_with_session_scope() -> None:
     fine = parse_config(text.replace("scope: statement", "scope: session"), "pcigate.yaml")
     (rule,) = fine.policies["default"].rules
     assert rule.approval is not None and rule.approval.session_for == timedelta(minutes=10)
+
+
+def test_result_limits_and_jit_access() -> None:
+    text = BASE.replace(
+        "    policy: default\n",
+        "    policy: default\n"
+        "    limits:\n"
+        "      results:\n"
+        "        service: {statement_bytes: 1048576, session_rows: 10}\n"
+        "    jit:\n"
+        "      grant: 30m\n"
+        "      kinds: [human, agent]\n"
+        "      approval: {groups: [oncall], timeout: 5m}\n",
+        1,
+    )
+    conn = parse_config(text, "pcigate.yaml").connections[0]
+    assert conn.limits.results == {"service": ResultLimit(statement_bytes=1 << 20, session_rows=10)}
+    jit = conn.jit
+    assert jit is not None and jit.grant == timedelta(minutes=30) and jit.approval.groups == ("oncall",)
+    assert jit.applies_to("human", ["engineers"]) and not jit.applies_to("service", ["engineers"])
+    grouped = jit.model_copy(update={"groups": ("contractors",)})
+    assert grouped.applies_to("agent", ["contractors"]) and not grouped.applies_to("agent", ["engineers"])
+    assert parse_config(BASE, "pcigate.yaml").connections[0].jit is None
+    for bad, key in (
+        ("session_rows: 10", "connections[0].limits.results.service.session_rows"),
+        ("grant: 30m", "connections[0].jit.grant"),
+        ("kinds: [human, agent]", "connections[0].jit.kinds[1]"),
+    ):
+        broken = text.replace(
+            bad,
+            {"session_rows: 10": "session_rows: 0", "grant: 30m": "grant: 2s"}.get(
+                bad, "kinds: [human, robot]"
+            ),
+        )
+        assert only_problem(broken).key == key, bad
+    assert only_problem(text.replace("service:", "robots:")).key.startswith("connections[0].limits.results")
 
 
 def test_bad_policy_name_points_at_the_key() -> None:

@@ -537,7 +537,10 @@ def examples() -> dict[str, dict[str, Any]]:
                 "trigger": "reload",
                 "hash_before": _sha("config:before"),
                 "hash_after": _sha("config:now"),
-                "changed_keys": ["connections.payments-prod.policy.rules", "limits.agent_max_rows"],
+                "changed_keys": [
+                    "connections.payments-prod.policy.rules",
+                    "limits.results.agent.statement_rows",
+                ],
                 "changed_keys_truncated": False,
                 "policy_version_before": "2026-11-20.2",
                 "policy_version_after": POLICY,
