@@ -1,7 +1,8 @@
 """How much of its results a session may still pass to the client (``limits.results`` per identity kind).
 
-Pure counting: the session asks :meth:`ResultBudget.admit` for each data row (or COPY TO line) before it
-forwards it, and says where a statement's results end. The first one refused names the limit it would
+Pure counting: the session asks :meth:`ResultBudget.admit_run` for each run of data rows (or COPY TO
+lines) it is about to forward, and :meth:`ResultBudget.admit` row by row only for a run that reaches a
+limit; it says where a statement's results end. The first one refused names the limit it would
 break; the session then withholds the rest of that statement and stops it (``PgSession._start_cut``).
 """
 
@@ -89,6 +90,20 @@ class ResultBudget:
                 return Breach("statement", "bytes", self._statement_bytes, self._kind)
         self.rows, self.bytes, self.total_rows, self.total_bytes = rows, nbytes, total_rows, total_bytes
         return None
+
+    def admit_run(self, rows: int, size: int) -> bool:
+        """Count ``rows`` rows of ``size`` bytes in all if every limit allows all of them (else count
+        nothing: :meth:`admit` then finds the row that breaks one)."""
+        total_rows = self.total_rows + rows
+        total_bytes = self.total_bytes + size
+        if total_rows > self._session_rows or total_bytes > self._session_bytes:
+            return False
+        nrows = self.rows + rows
+        nbytes = self.bytes + size
+        if not self._lifted and (nrows > self._statement_rows or nbytes > self._statement_bytes):
+            return False
+        self.rows, self.bytes, self.total_rows, self.total_bytes = nrows, nbytes, total_rows, total_bytes
+        return True
 
     def lift_statement_limits(self) -> None:
         """Until the statement ends, only the session limits apply."""

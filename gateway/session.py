@@ -1073,35 +1073,30 @@ class PgSession:
         run: tuple[RowHandler, ...] | None = None  # the handlers of that run (None: not yet looked up)
         copies: list[tuple[int, int]] = []  # a run of COPY TO's CopyData, likewise
         copy_hooked = self.hooks.wants_copy_out
-        budget = self._budget
+        budget = self._budget  # result limits count whole runs: rows are collected for them too
         for typ, s, e in msgs:
             replacement: bytes | None = None
-            if budget is not None and typ in _RESULT_DATA and self._withheld(budget, typ, e - s):
-                # not for the client: what came before it goes through its handlers first
-                if rows:
-                    buf, parts, last = self._on_data_rows(buf, rows, parts, last)
-                    rows = []
-                if copies:
-                    buf, parts, last = self._on_copy_out(buf, copies, parts, last)
-                    copies = []
-                parts, last = _splice(parts, buf, last, s, e, b"")
-                continue
             if typ == _D:
                 if run is None:
                     run = self._row_handlers(expect[0]) if hooked and expect else ()
-                if run:
+                if run or budget is not None:
                     rows.append((s, e))
                 continue
-            run = None
             if rows:
-                buf, parts, last = self._on_data_rows(buf, rows, parts, last)
+                buf, parts, last = self._result_out(buf, rows, bool(run), self._on_data_rows, parts, last)
                 rows = []
-            if typ == _COPY_DATA and copy_hooked:
+            run = None
+            if typ == _COPY_DATA and (copy_hooked or budget is not None):
                 copies.append((s, e))
                 continue
             if copies:
-                buf, parts, last = self._on_copy_out(buf, copies, parts, last)
+                buf, parts, last = self._result_out(buf, copies, copy_hooked, self._on_copy_out, parts, last)
                 copies = []
+            if typ == m.COPY_DONE and budget is not None and self._cut_here():
+                parts, last = _splice(
+                    parts, buf, last, s, e, b""
+                )  # the COPY of a cut statement ends in error
+                continue
             if typ == _C:
                 replacement = self._on_command_complete(buf, s, e)
             elif typ == _Z:
@@ -1137,9 +1132,9 @@ class PgSession:
             if budget is not None and typ in _RESULT_ENDS:
                 budget.statement_ended()
         if rows:
-            buf, parts, last = self._on_data_rows(buf, rows, parts, last)
+            buf, parts, last = self._result_out(buf, rows, bool(run), self._on_data_rows, parts, last)
         if copies:
-            buf, parts, last = self._on_copy_out(buf, copies, parts, last)
+            buf, parts, last = self._result_out(buf, copies, copy_hooked, self._on_copy_out, parts, last)
         return _joined(buf, end, parts, last)
 
     def _on_row_description(self, buf: Buf, s: int, e: int) -> None:
@@ -1211,24 +1206,52 @@ class PgSession:
 
     # --------------------------------------------------------------------------- result limits
 
-    def _withheld(self, budget: ResultBudget, typ: int, size: int) -> bool:
-        """Whether a row (a COPY TO line, the COPY's end) stays back: its statement was cut, or it would
-        pass a result limit, which cuts the statement now."""
+    def _result_out(  # noqa: PLR0917 - hot path: plain positional call
+        self,
+        buf: bytes | bytearray,
+        spans: list[tuple[int, int]],
+        handled: bool,
+        handle: Callable[
+            [bytes | bytearray, list[tuple[int, int]], list[bytes | bytearray] | None, int],
+            tuple[bytearray, list[bytes | bytearray] | None, int],
+        ],
+        parts: list[bytes | bytearray] | None,
+        last: int,
+    ) -> tuple[bytes | bytearray, list[bytes | bytearray] | None, int]:
+        """A run of rows (or COPY TO lines) on its way out: what the result limits admit goes through the
+        handlers (when ``handled``); the rest is withheld."""
+        kept = len(spans) if self._budget is None else self._admitted(self._budget, spans)
+        if kept == len(spans):
+            return handle(buf, spans, parts, last) if handled else (buf, parts, last)
+        withheld_from, withheld_to = spans[kept][0], spans[-1][1]
+        if kept and handled:
+            buf, parts, last = handle(buf, spans[:kept], parts, last)
+        parts, last = _splice(parts, buf, last, withheld_from, withheld_to, b"")
+        return buf, parts, last
+
+    def _admitted(self, budget: ResultBudget, spans: list[tuple[int, int]]) -> int:
+        """How many of a run of (adjacent) messages the result limits let through; past a limit the
+        statement is cut. One check for the whole run unless it reaches a limit."""
+        if self._cut_here():
+            return 0
+        if budget.admit_run(len(spans), spans[-1][1] - spans[0][0]):
+            return len(spans)
+        for i, (s, e) in enumerate(spans):
+            breach = budget.admit(e - s)
+            if breach is not None and breach.scope == "statement":
+                stmt = self._current_stmt()
+                if stmt is not None and stmt.approval_id is not None:
+                    budget.lift_statement_limits()  # a person approved it: only the session limits bind it
+                    breach = budget.admit(e - s)
+            if breach is not None:
+                self._start_cut(breach)
+                return i
+        return len(spans)
+
+    def _cut_here(self) -> bool:
+        """The results now arriving belong to a cut statement."""
         cut = self._cut
-        if cut is not None and self._expect and cut.entry is self._expect[0]:
-            return True
-        if typ == m.COPY_DONE:
-            return False
-        breach = budget.admit(size)
-        if breach is not None and breach.scope == "statement":
-            stmt = self._current_stmt()
-            if stmt is not None and stmt.approval_id is not None:
-                budget.lift_statement_limits()  # a person approved it: only the session limits bind it
-                breach = budget.admit(size)
-        if breach is None:
-            return False
-        self._start_cut(breach)
-        return True
+        return cut is not None and bool(self._expect) and cut.entry is self._expect[0]
 
     def _start_cut(self, breach: Breach) -> None:
         """Withhold the rest of the current statement's results and cancel it upstream. Its failure (our
@@ -1594,7 +1617,6 @@ _NOT_RUN: Final = "not run: an earlier statement in the same request failed"
 _CLOSED_MID_STATEMENT: Final = "the session ended before the statement completed"
 _NOT_SKIPPED: Final = frozenset({m.SYNC, m.TERMINATE, m.FLUSH, m.COPY_DATA, m.COPY_DONE, m.COPY_FAIL})
 _COPY_DATA: Final = m.COPY_DATA
-_RESULT_DATA: Final = frozenset({_D, _COPY_DATA, m.COPY_DONE})  # what a result limit counts or withholds
 _RESULT_ENDS: Final = frozenset({_C, _E, m.PORTAL_SUSPENDED, m.EMPTY_QUERY_RESPONSE, _Z})
 _IN_TRANSACTION: Final = ord("T")
 _LIMIT_HINT: Final = (

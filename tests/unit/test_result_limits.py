@@ -70,3 +70,29 @@ def test_an_approved_statement_is_bound_by_the_session_limits_only() -> None:
     budget.lift_statement_limits()
     budget.statement_ended()
     assert budget.admit(1) is None and budget.admit(1) is not None
+
+
+@given(
+    runs=st.lists(st.lists(st.integers(min_value=5, max_value=300), min_size=1, max_size=20), max_size=20),
+    rows=st.integers(min_value=1, max_value=50),
+    nbytes=st.integers(min_value=1, max_value=8000),
+    session=st.booleans(),
+)
+def test_a_run_is_admitted_whole_exactly_when_row_by_row_would_admit_it(
+    runs: list[list[int]], rows: int, nbytes: int, session: bool
+) -> None:
+    limit = (
+        ResultLimit(session_rows=rows, session_bytes=nbytes)
+        if session
+        else ResultLimit(statement_rows=rows, statement_bytes=nbytes)
+    )
+    whole, single = ResultBudget(limit, "agent"), ResultBudget(limit, "agent")
+    for run in runs:
+        fits = whole.admit_run(len(run), sum(run))
+        each = [single.admit(size) for size in run]
+        assert fits == all(b is None for b in each)
+        if not fits:
+            break
+        assert (whole.total_rows, whole.total_bytes) == (single.total_rows, single.total_bytes)
+        whole.statement_ended()
+        single.statement_ended()
