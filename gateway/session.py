@@ -1093,9 +1093,8 @@ class PgSession:
                 buf, parts, last = self._result_out(buf, copies, copy_hooked, self._on_copy_out, parts, last)
                 copies = []
             if typ == m.COPY_DONE and budget is not None and self._cut_here():
-                parts, last = _splice(
-                    parts, buf, last, s, e, b""
-                )  # the COPY of a cut statement ends in error
+                # a cut statement's COPY ends in our error, not in CopyDone
+                parts, last = _splice(parts, buf, last, s, e, b"")
                 continue
             if typ == _C:
                 replacement = self._on_command_complete(buf, s, e)

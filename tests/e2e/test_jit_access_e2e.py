@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.e2e.test_approvals_e2e import BOB, approver, in_thread, record
+from tests.e2e.test_approvals_e2e import BOB, approver, in_thread, record, unique
 from tests.e2e.test_masking_e2e import psql_path
 from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests, private_gateway
 
@@ -33,10 +32,6 @@ def jit_gateway(
         dev_stack["config"], gateway, tmp_path_factory.mktemp("jit"), [], connection=JIT
     ) as gw:
         yield gw
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
 
 
 def connect(gw: GatewayEndpoint, token: str, timeout: int = 60) -> psycopg.Connection[Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.e2e.test_approvals_e2e import unique
 from tests.e2e.test_masking_e2e import psql_path
 from tests.gateway_support import GatewayEndpoint, events_for, private_gateway
 
@@ -41,10 +41,6 @@ def limited(
         dev_stack["config"], gateway, tmp_path_factory.mktemp("limits"), [], connection=LIMITS
     ) as gw:
         yield gw
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
 
 
 def agent_token(gw: GatewayEndpoint, sub: str, groups: tuple[str, ...] = ("agents",)) -> str:
