@@ -99,8 +99,9 @@ class Approver(_Record):
 
 
 class Request(_Record):
-    """A held statement (or access request). ``binding``: SHA-256 over the session and the statement's keyed digest (text and
-    parameters), so a decision made for one statement can never release another."""
+    """A held statement, or a request for access (scope ``access``). ``binding``: SHA-256 over the session
+    and the statement's keyed digest (text and parameters), so a decision made for one statement can never
+    release another."""
 
     id: Uuid7
     state: State = "pending"
