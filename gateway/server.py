@@ -117,6 +117,7 @@ class Gateway:
             spool,
             issuer=config.identity.issuer,
             allow_self_approval=config.approvals.allow_self_approval,
+            approver_groups=config.approver_groups(),
         )
         await self.approvals.start()
         cancels, failures = CancelRegistry(), FailureTracker()

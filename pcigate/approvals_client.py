@@ -22,7 +22,16 @@ import nats.js.errors
 from pydantic import ValidationError
 
 from pcigate.natsconn import connect_once
-from schemas.approvals import KV_BUCKET, DecideReply, DecideRequest, Request, decide_subject
+from schemas.approvals import (
+    KV_BUCKET,
+    WHOAMI_SUBJECT,
+    DecideReply,
+    DecideRequest,
+    Request,
+    WhoAmIReply,
+    WhoAmIRequest,
+    decide_subject,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -180,6 +189,27 @@ class ApprovalsClient:
             ) from None
         try:
             return DecideReply.model_validate_json(msg.data)
+        except ValidationError:
+            raise ApprovalsError("the gateway's answer could not be read") from None
+
+    async def whoami(self, token: str, *, client_app: str) -> WhoAmIReply:
+        """Who ``token`` is, as a running gateway verifies it, and in which approver groups."""
+        assert self._nc is not None
+        message = WhoAmIRequest(token=token, origin_addr=self._local_addr(), client_app=client_app)
+        try:
+            msg = await self._nc.request(
+                WHOAMI_SUBJECT, message.model_dump_json().encode(), timeout=DECIDE_TIMEOUT_S
+            )
+        except nats.errors.NoRespondersError:
+            raise ApprovalsError(
+                "no gateway is running to verify your token; start one (`pcigate gateway`)"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise ApprovalsError(
+                f"no gateway verified your token within {DECIDE_TIMEOUT_S:.0f} s; retry"
+            ) from None
+        try:
+            return WhoAmIReply.model_validate_json(msg.data)
         except ValidationError:
             raise ApprovalsError("the gateway's answer could not be read") from None
 

@@ -1,10 +1,15 @@
-"""The `pcigate approvals` commands: list held statements, approve or deny one.
+"""The `pcigate approvals` commands (list held statements, approve or deny one) and `pcigate approve`, the
+approver console (``tui``).
 
 - ``approvals list [--all] [--json]``: pending requests (``--all``: every request the bucket keeps).
 - ``approvals approve ID --reason TEXT --token JWT`` / ``approvals deny ID --reason TEXT --token JWT``:
   the decision goes with your own identity token to the gateway holding the statement, which verifies it
   and says whether it counted. ``--token -`` reads the token from stdin; without ``--token``,
   ``$PCIGATE_TOKEN`` is used (a token on the command line is visible to other local users).
+
+- ``approve [--token JWT | --token-file PATH]``: the live console; the token (default
+  ``$PCIGATE_TOKEN``) is verified by a running gateway; without one, or not in an approver group, it only
+  watches.
 
 Exit codes: 0 the decision counted (or the list was read), 1 it did not count or NATS/the gateway is not
 reachable, 2 bad usage or an invalid configuration.
@@ -18,6 +23,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
@@ -99,10 +105,32 @@ def _token(args: argparse.Namespace) -> str | None:
     token = args.token
     if token == "-":  # noqa: S105 - the stdin marker, not a password
         token = sys.stdin.readline()
+    elif token is None and getattr(args, "token_file", None):
+        token = Path(args.token_file).read_text(encoding="utf-8")
     elif token is None:
         token = os.environ.get("PCIGATE_TOKEN")
     token = (token or "").strip()
     return token or None
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from pcigate.settings import nats_connect_options, nats_servers
+
+    if args.token == "-":  # noqa: S105 - the stdin marker, not a password
+        _err("the console reads the keyboard: pass --token JWT, --token-file PATH or set PCIGATE_TOKEN")
+        return EXIT_USAGE
+    try:
+        token = _token(args)
+    except OSError as exc:
+        _err(f"cannot read the token file: {exc.strerror or exc}")
+        return EXIT_USAGE
+    code, config = config_for(args)
+    if config is None:
+        return code
+    from tui.app import ApproverApp
+
+    ApproverApp(nats_servers(config), token, nats_options=nats_connect_options(config)).run()
+    return EXIT_OK
 
 
 def _decide(args: argparse.Namespace, decision: Literal["approve", "deny"]) -> int:
@@ -173,3 +201,12 @@ def register(
             help="your OIDC token (JWT); '-' reads it from stdin; default $PCIGATE_TOKEN",
         )
         p.set_defaults(handler=handler)
+    p = sub.add_parser(
+        "approve",
+        parents=[config_opt],
+        help="the approver console: live queue of held statements, decide them",
+    )
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--token", default=None, help="your OIDC token (JWT); default $PCIGATE_TOKEN")
+    who.add_argument("--token-file", default=None, metavar="PATH", help="read your token from this file")
+    p.set_defaults(handler=cmd_console)

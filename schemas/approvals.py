@@ -33,6 +33,8 @@ __all__ = [
     "DECIDE_SUBJECT_PREFIX",
     "KV_BUCKET",
     "MAX_DECIDE_BYTES",
+    "WHOAMI_QUEUE",
+    "WHOAMI_SUBJECT",
     "Approver",
     "DecideReply",
     "DecideRequest",
@@ -40,12 +42,17 @@ __all__ = [
     "Request",
     "Requester",
     "State",
+    "WhoAmIReply",
+    "WhoAmIRequest",
     "decide_subject",
 ]
 
 KV_BUCKET: Final = "PCIGATE_APPROVALS"
 DECIDE_SUBJECT_PREFIX: Final = "pcigate.approvals.decide."
 MAX_DECIDE_BYTES: Final = 64 * 1024  # a token plus a reason; anything larger is refused unread
+# Any running gateway answers (queue group): who a token says, as the gateways verify it.
+WHOAMI_SUBJECT: Final = "pcigate.approvals.whoami"
+WHOAMI_QUEUE: Final = "pcigate-gateways"
 
 State = Literal["pending", "approved", "denied", "expired", "withdrawn"]
 Refusal = Literal[
@@ -154,3 +161,31 @@ class DecideReply(_Record):
     state: State | None = None
     approvals: int = 0
     quorum: int = 0
+
+
+class WhoAmIRequest(_Record):
+    """An approver's tool asks a gateway to verify its user's token before it offers to decide."""
+
+    token: Token
+    origin_addr: Addr | None = None
+    client_app: Label | None = None
+
+
+class WhoAmIReply(_Record):
+    """The token's verified identity, and the approver groups it is in (``approver_groups``: every group
+    any of the gateway's rules or defaults names as approvers). ``refused`` set: it did not verify."""
+
+    refused: Literal["invalid_request", "invalid_token"] | None
+    message: Text
+    sub: Label | None = None
+    iss: Label512 | None = None
+    name: Label | None = None
+    kind: Literal["human", "agent", "service"] | None = None
+    groups: Groups = ()
+    approver_groups: Groups = ()
+    expires: datetime | None = None
+
+    @property
+    def can_decide(self) -> bool:
+        """A person in an approver group: the gateway may count their decisions (it still judges each)."""
+        return self.refused is None and self.kind == "human" and bool(self.approver_groups)

@@ -35,11 +35,15 @@ from pcigate.natsconn import NatsUnavailableError, connect_once
 from schemas.approvals import (
     KV_BUCKET,
     MAX_DECIDE_BYTES,
+    WHOAMI_QUEUE,
+    WHOAMI_SUBJECT,
     DecideReply,
     DecideRequest,
     Refusal,
     Request,
     Requester,
+    WhoAmIReply,
+    WhoAmIRequest,
     decide_subject,
 )
 from schemas.ids import format_utc
@@ -132,6 +136,7 @@ class ApprovalService:
         *,
         issuer: str,
         allow_self_approval: bool = False,
+        approver_groups: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gateway_id = "gw-" + uuid.uuid4().hex[:16]
@@ -141,6 +146,7 @@ class ApprovalService:
         self._spool = spool
         self._allow_self = allow_self_approval
         self._issuer = issuer  # for auth.failed of a token that names none
+        self._approver_groups = approver_groups  # every group a rule or default names (for whoami)
         self._clock = clock
         self._holds: dict[str, _Hold] = {}
         self._finished: OrderedDict[str, _Hold] = OrderedDict()
@@ -191,6 +197,7 @@ class ApprovalService:
                 )
                 kv = await nc.jetstream().key_value(KV_BUCKET)
                 await nc.subscribe(decide_subject(self.gateway_id), cb=self._on_decide)
+                await nc.subscribe(WHOAMI_SUBJECT, queue=WHOAMI_QUEUE, cb=self._on_whoami)
                 self._nc, self._kv = nc, kv
                 self._ready.set()
                 log.info("approvals: taking decisions on %s", decide_subject(self.gateway_id))
@@ -331,6 +338,46 @@ class ApprovalService:
             with contextlib.suppress(Exception):
                 await msg.respond(reply.model_dump_json().encode())
 
+    async def _on_whoami(self, msg: Msg) -> None:
+        self._spawn(self._whoami(msg))
+
+    async def _whoami(self, msg: Msg) -> None:
+        try:
+            reply = await self._who(msg.data)
+        except Exception:
+            log.exception("approvals: whoami failed")
+            reply = WhoAmIReply(refused="invalid_request", message="the gateway could not verify the token")
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(reply.model_dump_json().encode())
+
+    async def _who(self, raw: bytes) -> WhoAmIReply:
+        """Verify an approver's tool's token and say who it is; one that does not verify is a failed access
+        attempt, recorded like a decision's."""
+        try:
+            if len(raw) > MAX_DECIDE_BYTES:
+                raise ValueError("too large")
+            req = WhoAmIRequest.model_validate_json(raw)
+        except ValueError:  # pydantic's ValidationError included
+            return WhoAmIReply(refused="invalid_request", message="the request is not valid")
+        origin = Origin(addr=req.origin_addr or "local", port=None, client_app=req.client_app or _CLIENT_APP)
+        try:
+            who = await self._verifier.verify(req.token)
+        except AuthFailure as exc:
+            await self._auth_failed(exc, origin, None, "approver console sign-in")
+            return WhoAmIReply(refused="invalid_token", message=f"your token does not verify: {exc.reason}")
+        return WhoAmIReply(
+            refused=None,
+            message=f"signed in as {who.name or who.sub}",
+            sub=who.sub,
+            iss=who.iss,
+            name=who.name,
+            kind=who.kind,
+            groups=who.groups,
+            approver_groups=tuple(g for g in who.groups if g in self._approver_groups),
+            expires=who.expires_at,
+        )
+
     async def _decide(self, raw: bytes) -> DecideReply:
         if len(raw) > MAX_DECIDE_BYTES:
             return DecideReply(refused="invalid_request", message="the decision message is too large")
@@ -344,7 +391,7 @@ class ApprovalService:
             approver = await self._verifier.verify(req.token)
         except AuthFailure as exc:
             log.warning("approvals: decision on %s with an unverifiable token (%s)", req.id, exc.reason)
-            await self._auth_failed(exc, req, hold, origin)
+            await self._auth_failed(exc, origin, hold, f"approval request {req.id}")
             return DecideReply(refused="invalid_token", message=f"your token does not verify: {exc.reason}")
         if hold is None:
             return DecideReply(refused="unknown_request", message=f"this gateway holds no request {req.id}")
@@ -381,9 +428,7 @@ class ApprovalService:
                 return DecideReply(refused="unavailable", message=str(exc), state=hold.request.state)
             return _reply(verdict, hold.request)
 
-    async def _auth_failed(
-        self, failure: AuthFailure, req: DecideRequest, hold: _Hold | None, origin: Origin
-    ) -> None:
+    async def _auth_failed(self, failure: AuthFailure, origin: Origin, hold: _Hold | None, obj: str) -> None:
         """An approver's token that does not verify is a failed access attempt (PCI DSS 10.2.1.4), attributed
         to whom it claims to be; recorded before the refusal is answered."""
         event_id, payload = auth_failed_event(
@@ -401,10 +446,10 @@ class ApprovalService:
                 protocol="nats",
                 host=self.gateway_id,
                 database=hold.ticket.database if hold is not None else None,
-                object=f"approval request {req.id}",
+                object=obj,
             ),
             sqlstate=failure.sqlstate,
-            message="an approval decision came with a token that does not verify",
+            message=f"a token that does not verify ({obj})",
             data=AuthFailedData(
                 reason=failure.reason,
                 auth_method="oidc_token",
@@ -417,7 +462,7 @@ class ApprovalService:
         try:
             await self._durable(subject_for("auth.failed"), event_id, payload)
         except ApprovalUnavailableError as exc:  # the refusal stands either way
-            log.error("approvals: auth.failed for a decision on %s not recorded: %s", req.id, exc)
+            log.error("approvals: auth.failed for %s not recorded: %s", obj, exc)
 
     async def _record_decision(  # noqa: PLR0917 - one decision's parts
         self,

@@ -849,7 +849,7 @@ class Config(_Model):
 
     def policy_version(self) -> str:
         """``sha256:<hex>`` over what decides a verdict: policies, masking, approvals, and per connection
-        its name, protocol, policy, masking, limits and role groups/users.
+        its name, protocol, policy, masking, limits, jit and role groups/users.
 
         Events and the verdict cache carry this, so restarting with a new NATS URL or a rotated secret
         reference does not look like a policy change, while any change to who may do what does.
@@ -867,12 +867,25 @@ class Config(_Model):
                         "policy": c["policy"],
                         "masking": c["masking"],
                         "limits": c["limits"],
+                        "jit": c["jit"],
                         "roles": [{"groups": r["groups"], "user": r["user"]} for r in c["roles"]],
                     }
                     for c in dumped["connections"]
                 ],
             }
         )
+
+    def approver_groups(self) -> frozenset[str]:
+        """Every group that approves something: the defaults, any rule's and any connection's ``jit``."""
+        groups = set(self.approvals.approver_groups)
+        for policy in self.policies.values():
+            for rule in policy.rules:
+                if rule.approval is not None:
+                    groups.update(rule.approval.groups)
+        for conn in self.connections:
+            if conn.jit is not None:
+                groups.update(conn.jit.approval.groups)
+        return frozenset(groups)
 
 
 def _raw_address(item: object) -> HostPort | None:

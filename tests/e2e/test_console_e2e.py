@@ -1,0 +1,200 @@
+"""The approver console (``pcigate approve``) driven by Textual's Pilot against the real stack: a statement
+held by the gateway appears in the queue; keys approve or deny it with a reason and the client's statement
+completes or fails; a watcher who is not an approver cannot decide; an expired request leaves a trace; the
+console survives NATS going away and coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import nats
+import psycopg
+import pytest
+
+from pcigate.devstack.ports import free_port
+from tests.e2e.test_approvals_e2e import BOB, approver, connect, in_thread, unique
+from tests.gateway_support import GatewayEndpoint, audit_events, decide, private_gateway
+from tui.app import ApproverApp
+
+pytestmark = pytest.mark.e2e
+
+SIZE = (100, 30)
+WRITE = "UPDATE cards SET exp_year = exp_year WHERE card_id = %s"
+
+
+async def until(check: Callable[[], bool], within: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def hold(gw: GatewayEndpoint, sub: str, card: int = 7) -> Future[Any]:
+    """alice-like requester's UPDATE of a card, held by the dev stack's card-writes rule."""
+    conn = connect(gw, sub)
+    return in_thread(lambda: (conn.execute(WRITE, (card,)).rowcount, conn.close()))
+
+
+@contextlib.asynccontextmanager
+async def console(
+    gw: GatewayEndpoint, token: str | None, **kw: Any
+) -> AsyncIterator[tuple[ApproverApp, Any]]:
+    app = ApproverApp([gw.nats_url], token, **kw)
+    async with app.run_test(size=SIZE) as pilot:
+        yield app, pilot
+
+
+async def only(pilot: Any, app: ApproverApp, sub: str) -> None:
+    """Filter the queue down to ``sub``'s requests (other tests' may be pending too) and select the first."""
+    await pilot.press("slash", *sub, "enter")
+    await until(lambda: len(app._shown) == 1, what=f"{sub}'s request in the queue")
+
+
+async def test_a_held_statement_is_approved_from_the_queue(gateway: GatewayEndpoint) -> None:
+    alice = unique("alice")
+    async with console(gateway, approver(gateway)) as (app, pilot):
+        await until(lambda: app.identity is not None and app.link.connected, what="a verified identity")
+        assert app.identity is not None and app.identity.can_decide and app.identity.sub == BOB
+        held = hold(gateway, alice)
+        await only(pilot, app, alice)
+        request = app.queue.get(app._shown[0])
+        assert request is not None and request.requester.sub == alice
+        await pilot.press("a")
+        await pilot.press(*"CHG-77 checked", "enter")
+        assert held.result(timeout=30)[0] == 1  # alice's UPDATE completed
+        await until(lambda: not app._shown, what="the request leaving the queue")
+        assert app.queue.traces[0].state == "approved"
+    (decided,) = await audit_events(
+        gateway.nats_url,
+        lambda e: e["type"] == "approval.decided" and e["data"]["request_id"] == request.id,
+        until=lambda found: len(found) >= 1,
+        within=15,
+    )
+    assert decided["data"]["channel"] == "tui" and decided["data"]["reason"] == "CHG-77 checked"
+
+
+async def test_deny_from_the_detail_screen_needs_a_reason(gateway: GatewayEndpoint) -> None:
+    alice = unique("alice")
+    async with console(gateway, approver(gateway)) as (app, pilot):
+        await until(lambda: app.identity is not None, what="a verified identity")
+        held = hold(gateway, alice)
+        await only(pilot, app, alice)
+        await pilot.press("enter")  # the detail screen
+        await until(lambda: type(app.screen).__name__ == "DetailScreen", what="the detail screen")
+        await pilot.press("d")
+        await pilot.press("enter")  # no reason: refused locally, still on the reason screen
+        assert type(app.screen).__name__ == "DecisionScreen"
+        await pilot.press(*"no ticket", "enter")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by"):
+            held.result(timeout=30)
+        await until(lambda: not app._shown, what="the request leaving the queue")
+        assert app.queue.traces[0].state == "denied"
+
+
+async def test_a_non_approver_watches_but_cannot_decide(gateway: GatewayEndpoint) -> None:
+    alice = unique("alice")
+    watcher = gateway.token(sub=unique("watcher"), groups=("engineers",))
+    async with console(gateway, watcher) as (app, pilot):
+        await until(lambda: app.identity is not None, what="a verified identity")
+        assert app.identity is not None and not app.identity.can_decide
+        held = hold(gateway, alice)
+        try:
+            await only(pilot, app, alice)
+            await pilot.press("a")
+            await pilot.pause()
+            assert type(app.screen).__name__ != "DecisionScreen"
+            assert not held.done()
+        finally:
+            request = app.queue.get(app._shown[0]) if app._shown else None
+    assert request is not None  # let it go, so the thread ends
+    await asyncio.to_thread(decide, gateway, request, approver(gateway), "deny", "test over")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        held.result(timeout=30)
+
+
+async def test_an_unverifiable_token_only_watches(gateway: GatewayEndpoint) -> None:
+    async with console(gateway, "not-a-jwt") as (app, _pilot):
+        await until(lambda: app._identity_problem is not None and "watching only" in app._identity_problem,
+                    what="the refusal")  # fmt: skip
+        assert app.identity is None
+
+
+@pytest.fixture(scope="module")
+def quick_expiry(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayEndpoint]:
+    rule = {
+        "name": "quick-expiry",
+        "match": {"statements": ["read"], "tables": ["public.customers"]},
+        "action": "require_approval",
+        "approval": {"groups": ["approvers"], "timeout": "3s"},
+    }
+    with private_gateway(dev_stack["config"], gateway, tmp_path_factory.mktemp("expiry"), [rule]) as gw:
+        yield gw
+
+
+async def test_an_expired_request_leaves_a_trace(quick_expiry: GatewayEndpoint) -> None:
+    gw = quick_expiry
+    alice = unique("alice")
+    conn = connect(gw, alice)
+    read = in_thread(lambda: conn.execute("SELECT count(*) FROM customers").fetchone())
+    try:
+        async with console(gw, approver(gw)) as (app, pilot):
+            await only(pilot, app, alice)
+            await until(lambda: not app._shown, within=20, what="the request expiring")
+            assert app.queue.traces[0].state == "expired"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="expired"):
+                read.result(timeout=30)
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def nats_server(port: int, store: Path) -> Iterator[subprocess.Popen[bytes]]:
+    binary = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "nats-server"
+    proc = subprocess.Popen(
+        [str(binary if binary.exists() else "nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd",
+         str(store)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def test_a_nats_outage_shows_a_banner_and_the_console_reconnects(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    with nats_server(port, tmp_path / "js") as first:
+        await until(lambda: _reachable(port), what="the NATS server")
+        nc = await nats.connect(url)
+        await nc.jetstream().create_key_value(bucket="PCIGATE_APPROVALS", history=1)
+        await nc.close()
+        app = ApproverApp([url], None, retry_every=0.3)
+        async with app.run_test(size=SIZE):
+            await until(lambda: app.link.connected, what="the first connection")
+            first.terminate()
+            first.wait(timeout=30)
+            await until(lambda: not app.link.connected, what="the outage to show")
+            banner = app._banner
+            assert banner.has_class("down") and "NATS unreachable" in str(banner.render())
+            with nats_server(port, tmp_path / "js"):
+                await until(lambda: app.link.connected, within=20, what="the reconnection")
+                assert not app._banner.has_class("down")
+
+
+def _reachable(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,304 @@
+"""``pcigate approve``: the approver console.
+
+A live queue of the requests held for approval (KV ``PCIGATE_APPROVALS``, through :class:`ConsoleLink`),
+each one openable in full and decidable with a required reason. The approver's token is verified by a
+gateway (``whoami``) and shown in the header; someone who is not a person in an approver group can watch
+but not decide. The gateway that holds a request judges every decision again: the console only carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Final, Literal
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Input, Static
+
+from pcigate.approvals_client import ApprovalsError
+from schemas.approvals import Request, WhoAmIReply
+from tui.link import ConsoleLink
+from tui.queue import HEADING, Queue, entry, one_line, requester_label
+from tui.screens import DecisionScreen, DetailScreen, HelpScreen
+
+__all__ = ["ApproverApp"]
+
+Decision = Literal["approve", "deny"]
+COLUMN: Final = "request"  # one column of two-line rows: at 80 columns the statement still has a line
+TRACE_MARKS: Final = {"approved": "✓", "denied": "✗", "expired": "⌛", "withdrawn": "↩"}
+FILTER_HINT: Final = "filter: requester, connection, rule, statement, id (esc clears)"
+
+
+class ApproverApp(App[None]):
+    """See the module docstring."""
+
+    TITLE = "pcigate approve"
+    CSS = """
+    #identity { height: 1; background: $primary-background; padding: 0 1; }
+    #banner { height: auto; background: $error; color: $text; padding: 0 1; display: none; }
+    #banner.down { display: block; }
+    #filter { display: none; height: 3; }
+    #filter.shown { display: block; }
+    #queue { height: 1fr; }
+    #traces { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
+    #detail-title, #decision-title, #help-title { text-style: bold; padding: 0 1; }
+    #detail { padding: 0 1; }
+    #detail-buttons { height: 3; }
+    #decision, #help { width: 76; max-width: 100%; height: auto; border: thick $primary; background: $surface;
+                       padding: 1 2; }
+    #decision Horizontal { height: auto; }
+    #decision-problem { color: $error; }
+    DecisionScreen, HelpScreen { align: center middle; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "decide('approve')", "Approve"),
+        Binding("d", "decide('deny')", "Deny"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        token: str | None,
+        *,
+        nats_options: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry_every: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.queue = Queue()
+        self.identity: WhoAmIReply | None = None
+        self._identity_problem: str | None = None if token else "no token: watching only"
+        self._token = token
+        self._clock = clock
+        self._started = clock()
+        self._shown: list[str] = []
+        self._refresh_due = False
+        self.link = ConsoleLink(
+            servers,
+            on_request=self._on_request,
+            on_state=self._on_link_state,
+            retry_every=retry_every,
+            **(nats_options or {}),
+        )
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        # Kept, not queried: a pushed screen (detail, reason, help) hides them from App.query_one.
+        self._header = Static(self._identity_line(), id="identity")
+        self._banner = Static("", id="banner")
+        self._filter = Input(placeholder=FILTER_HINT, id="filter")
+        self._queue_table: DataTable[str | Text] = DataTable(
+            id="queue", cursor_type="row", zebra_stripes=True
+        )
+        self._trace_line = Static("", id="traces")
+        yield from (self._header, self._banner, self._filter, self._queue_table, self._trace_line)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self._table()
+        table.add_column(Text(HEADING, no_wrap=True), key=COLUMN)
+        table.focus()
+        self._on_link_state(False, "connecting to NATS")
+        self.run_worker(self.link.run(), name="link", exclusive=True)
+        self.set_interval(1.0, self._tick)
+
+    def _table(self) -> DataTable[str | Text]:
+        return self._queue_table
+
+    # ------------------------------------------------------------------ link events
+
+    def _on_link_state(self, up: bool, message: str) -> None:
+        if not self.is_running:
+            return
+        banner = self._banner
+        banner.set_class(not up, "down")
+        banner.update("" if up else f"⚠ {message}")
+        if up and self.identity is None and self._token:
+            self.run_worker(self._whoami(self._token), name="whoami", exclusive=True, group="whoami")
+
+    async def _whoami(self, token: str) -> None:
+        try:
+            reply = await self.link.whoami(token)
+        except ApprovalsError as exc:
+            self._identity_problem = f"token not verified yet: {exc}"
+        else:
+            if reply.refused is None:
+                self.identity, self._identity_problem = reply, None
+            else:
+                self._identity_problem = f"{reply.message}: watching only"
+        self._header.update(self._identity_line())
+
+    def _identity_line(self) -> Text:
+        line = Text("pcigate approve  ", style="bold")
+        who = self.identity
+        if who is None:
+            line.append(self._identity_problem or "verifying your token…", style="yellow")
+            return line
+        line.append(f"{who.name or who.sub}", style="bold")
+        if who.can_decide:
+            line.append(f"  approver: {', '.join(who.approver_groups)}", style="green")
+        else:
+            line.append("  watch only: not a person in an approver group", style="yellow")
+        return line
+
+    def _on_request(self, request: Request) -> None:
+        change = self.queue.update(request, self._clock())
+        if change == "unchanged":
+            return
+        if change == "new" and request.created >= self._started - timedelta(seconds=1):
+            self.notify(
+                f"{requester_label(request)}: {one_line(request.statement.text, 60)}", title="new request"
+            )
+            self.bell()
+        self._schedule_refresh()
+
+    # ------------------------------------------------------------------ the table
+
+    def _schedule_refresh(self) -> None:
+        if not self._refresh_due:
+            self._refresh_due = True
+            self.set_timer(0.02, self._refresh_table)
+
+    def _refresh_table(self) -> None:
+        self._refresh_due = False
+        table = self._table()
+        now = self._clock()
+        rows = self.queue.rows()
+        ids = [r.id for r in rows]
+        if ids != self._shown:
+            selected = self._selected_id()
+            table.clear()
+            width = self._row_width()
+            for request in rows:
+                table.add_row(entry(request, now, width), key=request.id, height=2)
+            self._shown = ids
+            if selected in ids:
+                table.move_cursor(row=ids.index(selected))
+        else:
+            width = self._row_width()
+            for request in rows:
+                table.update_cell(request.id, COLUMN, entry(request, now, width))
+        self._trace_line.update(self._traces_text())
+
+    def _tick(self) -> None:
+        """Once a second: expiry, and the countdowns of the rows on screen."""
+        now = self._clock()
+        if self.queue.expire(now):
+            self._refresh_table()
+        table = self._table()
+        top = int(table.scroll_offset.y) // 2  # two lines a row
+        width = self._row_width()
+        for request_id in self._shown[top : top + table.size.height // 2 + 1]:
+            request = self.queue.get(request_id)
+            if request is not None:
+                table.update_cell(request_id, COLUMN, entry(request, now, width))
+        self._trace_line.update(self._traces_text())
+
+    def _row_width(self) -> int:
+        return max(40, self.size.width - 2)
+
+    def on_resize(self) -> None:
+        self._shown = []  # rebuilt at the new width
+        self._schedule_refresh()
+
+    def _traces_text(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for trace in self.queue.traces[:3]:
+            r = trace.request
+            if text:
+                text.append("\n")
+            text.append(f"{TRACE_MARKS.get(trace.state, '·')} {trace.state:<9}", style="bold")
+            text.append(f" {r.id[-8:]} {requester_label(r)}: {one_line(r.statement.text, self.size.width)}")
+        return text
+
+    def _selected_id(self) -> str | None:
+        table = self._table()
+        if not self._shown or table.cursor_row < 0 or table.cursor_row >= len(self._shown):
+            return None
+        return self._shown[table.cursor_row]
+
+    def _selected(self) -> Request | None:
+        selected = self._selected_id()
+        return self.queue.get(selected) if selected is not None else None
+
+    # ------------------------------------------------------------------ actions
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        request = self.queue.get(str(event.row_key.value))
+        if request is not None:
+            self.push_screen(DetailScreen(request), self._after_detail(request))
+
+    def _after_detail(self, request: Request) -> Callable[[Decision | None], None]:
+        def done(decision: Decision | None) -> None:
+            if decision is not None:
+                self._ask_reason(request, decision)
+
+        return done
+
+    def action_decide(self, decision: Decision) -> None:
+        request = self._selected()
+        if request is None:
+            self.notify("no request selected", severity="warning")
+            return
+        self._ask_reason(request, decision)
+
+    def _ask_reason(self, request: Request, decision: Decision) -> None:
+        if self.identity is None or not self.identity.can_decide or not self._token:
+            why = self._identity_problem or "you are not a person in an approver group"
+            self.notify(f"you cannot decide: {why}", severity="warning")
+            return
+        token = self._token
+
+        def send(reason: str | None) -> None:
+            if reason:
+                self.run_worker(self._send(request, decision, reason, token), group="decide")
+
+        self.push_screen(DecisionScreen(request, decision), send)
+
+    async def _send(self, request: Request, decision: Decision, reason: str, token: str) -> None:
+        try:
+            reply = await self.link.decide(request, decision, reason=reason, token=token)
+        except ApprovalsError as exc:
+            self.notify(str(exc), title="not sent", severity="error", timeout=10)
+            return
+        if reply.refused is not None:
+            self.notify(reply.message, title=f"refused: {reply.refused}", severity="error", timeout=10)
+            return
+        verb = "approval counted" if decision == "approve" else "denial counted"
+        progress = f"; {reply.approvals} of {reply.quorum} approvals" if reply.state == "pending" else ""
+        self.notify(f"{reply.message}{progress}", title=verb)
+
+    def action_filter(self) -> None:
+        box = self._filter
+        box.add_class("shown")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.queue.filter = event.value
+            self._schedule_refresh()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._table().focus()
+
+    def action_clear_filter(self) -> None:
+        box = self._filter
+        box.value = ""
+        box.remove_class("shown")
+        self._table().focus()
+
+    def action_sort(self) -> None:
+        self.notify(f"sorted by {self.queue.next_sort()}", timeout=2)
+        self._refresh_table()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())

@@ -1,0 +1,112 @@
+"""The console's NATS side, without Textual: one connection that streams the request records, verifies the
+approver's token with a gateway and carries decisions; when NATS goes away it says so and reconnects.
+
+The app hands it callbacks: ``on_request`` for every record written (the current ones first, again after a
+reconnect, so nothing decided meanwhile is missed) and ``on_state`` for the connection's state and a
+sentence for the banner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
+
+import nats.errors
+
+from pcigate.approvals_client import ApprovalsClient, ApprovalsError
+from pcigate.natsconn import NatsUnavailableError
+from schemas.approvals import DecideReply, Request, WhoAmIReply
+
+__all__ = ["CLIENT_APP", "ConsoleLink", "NotConnectedError"]
+
+log = logging.getLogger(__name__)
+
+CLIENT_APP: Final = "pcigate-approve"
+
+
+class NotConnectedError(ApprovalsError):
+    """NATS is not reachable right now; the link is reconnecting."""
+
+
+class ConsoleLink:
+    """See the module docstring. :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        *,
+        on_request: Callable[[Request], None],
+        on_state: Callable[[bool, str], None],
+        retry_every: float = 2.0,
+        **options: Any,
+    ) -> None:
+        self._servers = list(servers)
+        self._on_request = on_request
+        self._on_state = on_state
+        self._retry = retry_every
+        self._options = options
+        self._client: ApprovalsClient | None = None
+        self.connected = False
+
+    async def run(self) -> None:
+        while True:
+            why = await self._session()
+            self._client = None
+            self.connected = False
+            self._on_state(False, f"NATS unreachable ({why}); reconnecting every {self._retry:g} s")
+            await asyncio.sleep(self._retry)
+
+    async def _session(self) -> str:
+        """One connection's life: watch until it is lost; why it ended."""
+        lost = asyncio.Event()
+
+        async def on_lost() -> None:
+            lost.set()
+
+        try:
+            async with ApprovalsClient(
+                self._servers, disconnected_cb=on_lost, closed_cb=on_lost, **self._options
+            ) as client:
+                ready = asyncio.Event()
+                pump = asyncio.ensure_future(self._pump(client, ready))
+                waiting = asyncio.ensure_future(lost.wait())
+                started = asyncio.ensure_future(ready.wait())
+                try:
+                    await asyncio.wait((pump, started, waiting), return_when=asyncio.FIRST_COMPLETED)
+                    if ready.is_set() and not lost.is_set():
+                        self._client = client
+                        self.connected = True
+                        self._on_state(True, "connected")
+                        await asyncio.wait((pump, waiting), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (pump, waiting, started):
+                        task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pump
+                if pump.done() and not pump.cancelled() and pump.exception() is not None:
+                    return str(pump.exception())
+                return "connection lost"
+        except (NatsUnavailableError, ApprovalsError, nats.errors.Error, OSError) as exc:
+            return str(exc) or exc.__class__.__name__
+
+    async def _pump(self, client: ApprovalsClient, ready: asyncio.Event) -> None:
+        async for request in client.watch(ready):
+            self._on_request(request)
+
+    def _live(self) -> ApprovalsClient:
+        if self._client is None or not self.connected:
+            raise NotConnectedError("NATS is not reachable right now; the console is reconnecting")
+        return self._client
+
+    async def whoami(self, token: str) -> WhoAmIReply:
+        return await self._live().whoami(token, client_app=CLIENT_APP)
+
+    async def decide(
+        self, request: Request, decision: Literal["approve", "deny"], *, reason: str, token: str
+    ) -> DecideReply:
+        return await self._live().decide(
+            request, decision, reason=reason, token=token, channel="tui", client_app=CLIENT_APP
+        )

@@ -1,0 +1,162 @@
+"""The console's pushed screens: one request in full, the decision's reason, the key map."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from schemas.approvals import Request
+from schemas.ids import format_utc
+from tui.queue import KIND_ICONS, requester_label
+
+__all__ = ["KEYS", "DecisionScreen", "DetailScreen", "HelpScreen"]
+
+Decision = Literal["approve", "deny"]
+
+KEYS: tuple[tuple[str, str], ...] = (
+    ("↑ ↓  PgUp PgDn", "move in the queue"),
+    ("enter", "open the selected request"),
+    ("a", "approve it (asks for a reason)"),
+    ("d", "deny it (asks for a reason)"),
+    ("/", "filter: requester, connection, rule, statement, id"),
+    ("s", "sort: expiry, age, requester, connection"),
+    ("esc", "back; clears the filter in the queue"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+
+
+def detail(request: Request) -> RenderableType:
+    """Everything the record says about a request, for a person about to decide it."""
+    r = request.requester
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    chain = Text(f"{KIND_ICONS.get(r.kind, '?')} {r.name or r.sub} ({r.kind}, {r.sub})")
+    if r.on_behalf_of:
+        chain.append(f"\n   acting for 👤 {r.on_behalf_of}")
+    facts.add_row("request", request.id)
+    facts.add_row("requester", chain)
+    facts.add_row("groups", ", ".join(r.groups) or "-")
+    if request.origin is not None:
+        facts.add_row("from", f"{request.origin.addr} ({request.origin.client_app or 'unknown client'})")
+    target = request.connection + (f" / database {request.database}" if request.database else "")
+    facts.add_row("connection", target)
+    facts.add_row("session", request.session_id)
+    facts.add_row("rule", f"{request.rule}: {request.why}")
+    facts.add_row("tables", ", ".join(request.statement.objects) or "-")
+    approvals = ", ".join(f"{a.name or a.sub} ({a.decision}: {a.reason})" for a in request.approvals)
+    facts.add_row("quorum", f"{request.approved}/{request.quorum}" + (f": {approvals}" if approvals else ""))
+    facts.add_row("approvers", ", ".join(request.approver_groups))
+    scope = {"statement": "this statement, once", "access": "access to the connection"}.get(
+        request.scope, "every statement of this rule in the session"
+    )
+    if request.session_for_seconds and request.scope != "statement":
+        scope += f" for {request.session_for_seconds // 60} min"
+    facts.add_row("scope", scope)
+    facts.add_row("created", format_utc(request.created))
+    facts.add_row("expires", format_utc(request.expires))
+    statement = Syntax(request.statement.text, "sql", word_wrap=True, background_color="default")
+    parts: list[RenderableType] = [facts, Text("\nstatement (masked)", style="bold"), statement]
+    params = request.statement.parameters
+    if params:
+        shown = Table.grid(padding=(0, 2))
+        for i, value in enumerate(params, 1):
+            shown.add_row(f"${i}", "NULL" if value is None else value)
+        parts += [Text("\nparameters (masked)", style="bold"), shown]
+    return Group(*parts)
+
+
+class DetailScreen(Screen[Decision | None]):
+    """One request in full; ``a`` / ``d`` decide it (the app asks for the reason)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Back"),
+        Binding("a", "dismiss('approve')", "Approve"),
+        Binding("d", "dismiss('deny')", "Deny"),
+    ]
+
+    def __init__(self, request: Request) -> None:
+        super().__init__()
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        yield Label(requester_label(self.request), id="detail-title")
+        with VerticalScroll():
+            yield Static(detail(self.request), id="detail")
+        with Horizontal(id="detail-buttons"):
+            yield Button("Approve (a)", id="approve", variant="success")
+            yield Button("Deny (d)", id="deny", variant="error")
+            yield Button("Back (esc)", id="back")
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "back" else event.button.id)  # type: ignore[arg-type]
+
+
+class DecisionScreen(ModalScreen[str | None]):
+    """The reason for a decision: required, sent with it and kept in the evidence."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, request: Request, decision: Decision) -> None:
+        super().__init__()
+        self.request = request
+        self.decision = decision
+
+    def compose(self) -> ComposeResult:
+        verb = "Approve" if self.decision == "approve" else "Deny"
+        with Vertical(id="decision"):
+            yield Label(f"{verb} request {self.request.id}", id="decision-title")
+            yield Label(requester_label(self.request) + f" on {self.request.connection}")
+            yield Input(placeholder="reason (required): a ticket, what you checked", id="reason")
+            yield Label("", id="decision-problem")
+            with Horizontal():
+                yield Button(
+                    f"{verb} (enter)", id="send", variant="success" if verb == "Approve" else "error"
+                )
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self._send()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "send":
+            self._send()
+        else:
+            self.dismiss(None)
+
+    def _send(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.query_one("#decision-problem", Label).update("a reason is required")
+            return
+        self.dismiss(reason)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        keys = Table.grid(padding=(0, 3))
+        for key, what in KEYS:
+            keys.add_row(Text(key, style="bold"), what)
+        with Vertical(id="help"):
+            yield Label("pcigate approve: keys", id="help-title")
+            yield Static(keys)
+            yield Label("The mouse works too: click a row, double-click to open, click the buttons.")
