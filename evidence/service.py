@@ -111,6 +111,7 @@ class EvidenceService:
         self._unpublished: list[OwnEvent] = []
         self._unpublished_note: StoredCheckpoint | None = None
         self.size = 0  # tree size after our last commit
+        self._size_checked_at = 0.0  # when a quiet stream last looked for entries readers appended
         self.committed = 0  # entries appended by this process (for tests and the benchmark)
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -411,10 +412,22 @@ class EvidenceService:
         s = self.settings
         last = self._last_checkpoint
         signed = last.size if last is not None else -1
+        now = time.monotonic()
+        found = False
+        if self.size == signed and not force and now - self._size_checked_at >= s.checkpoint_interval:
+            # Readers append their ledger.read records to the ledger directly (evidence.api): a quiet
+            # stream must not leave them unsigned. One count per interval finds them, signed at once.
+            self._size_checked_at = now
+
+            async def size() -> int:
+                return await (await self._db()).size()
+
+            self.size = max(self.size, await self._with_db(size, attempts=3))
+            found = self.size != signed
         if self.size == signed:
-            self._last_checkpoint_at = time.monotonic()
+            self._last_checkpoint_at = now
             return
-        elapsed = time.monotonic() - self._last_checkpoint_at >= s.checkpoint_interval
+        elapsed = found or now - self._last_checkpoint_at >= s.checkpoint_interval
         if not (force or elapsed or self.size - max(signed, 0) >= s.checkpoint_every):
             return
 

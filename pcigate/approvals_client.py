@@ -89,6 +89,12 @@ class ApprovalsClient:
             with contextlib.suppress(Exception):
                 await self._nc.close()
 
+    @property
+    def nats(self) -> Client:
+        """The connection, for a console that also follows other subjects on it."""
+        assert self._nc is not None
+        return self._nc
+
     async def requests(self) -> list[Listed]:
         """Every request in the bucket (latest revision each), oldest first.
 

@@ -24,7 +24,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pcigate.config import Config
 
 CLIENT_APP = "pcigate-cli"
+CONSOLE_APP = "pcigate-approve"
 _STATEMENT_WIDTH = 60
 
 
@@ -129,8 +130,34 @@ def cmd_console(args: argparse.Namespace) -> int:
         return code
     from tui.app import ApproverApp
 
-    ApproverApp(nats_servers(config), token, nats_options=nats_connect_options(config)).run()
+    ledger, problem = _ledger_source(config)
+    ApproverApp(
+        nats_servers(config),
+        token,
+        nats_options=nats_connect_options(config),
+        ledger=ledger,
+        ledger_origin=config.ledger.origin,
+        ledger_problem=problem,
+    ).run()
     return EXIT_OK
+
+
+def _ledger_source(config: Config) -> tuple[Any, str | None]:
+    """The ledger panel's reader, or why there is none (the console works without it)."""
+    import dataclasses
+
+    from evidence.checkpoint import NoteError
+    from pcigate.cli_ledger import _log_keys, _reader_actor
+    from pcigate.config import ConfigError, resolve_secret
+    from tui.ledger import LedgerSource
+
+    try:
+        dsn = resolve_secret(config.ledger.dsn, key="ledger.dsn")
+        keys = [k.vkey for k in _log_keys(config, need_current=False)]
+    except (ConfigError, NoteError) as exc:
+        return None, f"the ledger cannot be read from here: {exc}"
+    actor = dataclasses.replace(_reader_actor(dsn, config.ledger.origin), client_app=CONSOLE_APP)
+    return LedgerSource(dsn, keys, actor), None
 
 
 def _decide(args: argparse.Namespace, decision: Literal["approve", "deny"]) -> int:

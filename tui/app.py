@@ -1,24 +1,31 @@
 """``pcigate approve``: the approver console.
 
-A live queue of the requests held for approval (KV ``PCIGATE_APPROVALS``, through :class:`ConsoleLink`),
-each one openable in full and decidable with a required reason. The approver's token is verified by a
-gateway (``whoami``) and shown in the header; someone who is not a person in an approver group can watch
-but not decide. The gateway that holds a request judges every decision again: the console only carries it.
+Three tabs. **Queue**: the requests held for approval, live (KV ``PCIGATE_APPROVALS``, through
+:class:`ConsoleLink`), each one openable in full and decidable with a required reason. **Activity**: the
+audit stream as it happens, filtered by category and text. **Ledger**: the latest signed checkpoint, its
+verification and the audit gaps, read through ``evidence.api`` (each read recorded). The approver's token is
+verified by a gateway (``whoami``) and shown in the header; someone who is not a person in an approver group
+can watch but not decide. The gateway that holds a request judges every decision again: the console only
+carries it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent, TabPane
 
 from pcigate.approvals_client import ApprovalsError
 from schemas.approvals import Request, WhoAmIReply
+from tui.activity import Activity, Line, summarize
+from tui.ledger import LedgerSource, LedgerStatus, render
 from tui.link import ConsoleLink
 from tui.queue import HEADING, Queue, entry, one_line, requester_label
 from tui.screens import DecisionScreen, DetailScreen, HelpScreen
@@ -29,6 +36,8 @@ Decision = Literal["approve", "deny"]
 COLUMN: Final = "request"  # one column of two-line rows: at 80 columns the statement still has a line
 TRACE_MARKS: Final = {"approved": "✓", "denied": "✗", "expired": "⌛", "withdrawn": "↩"}
 FILTER_HINT: Final = "filter: requester, connection, rule, statement, id (esc clears)"
+ACTIVITY_HINT: Final = "filter the activity: type, person, connection, statement (esc clears)"
+TABS: Final = ("queue-pane", "activity-pane", "ledger-pane")
 
 
 class ApproverApp(App[None]):
@@ -39,8 +48,10 @@ class ApproverApp(App[None]):
     #identity { height: 1; background: $primary-background; padding: 0 1; }
     #banner { height: auto; background: $error; color: $text; padding: 0 1; display: none; }
     #banner.down { display: block; }
-    #filter { display: none; height: 3; }
-    #filter.shown { display: block; }
+    #filter, #activity-filter { display: none; height: 3; }
+    #filter.shown, #activity-filter.shown { display: block; }
+    #activity-status { height: 1; color: $text-muted; padding: 0 1; }
+    #ledger { padding: 1 2; }
     #queue { height: 1fr; }
     #traces { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
     #detail-title, #decision-title, #help-title { text-style: bold; padding: 0 1; }
@@ -53,10 +64,15 @@ class ApproverApp(App[None]):
     DecisionScreen, HelpScreen { align: center middle; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "tab('queue-pane')", "Queue", show=False),
+        Binding("2", "tab('activity-pane')", "Activity", show=False),
+        Binding("3", "tab('ledger-pane')", "Ledger", show=False),
         Binding("a", "decide('approve')", "Approve"),
         Binding("d", "decide('deny')", "Deny"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
+        Binding("f", "category", "Category"),
+        Binding("r", "read_ledger", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -68,11 +84,20 @@ class ApproverApp(App[None]):
         token: str | None,
         *,
         nats_options: dict[str, Any] | None = None,
+        ledger: LedgerSource | None = None,
+        ledger_origin: str = "",
+        ledger_problem: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry_every: float = 2.0,
     ) -> None:
         super().__init__()
         self.queue = Queue()
+        self.activity = Activity()
+        self._arrived: list[Line] = []  # shown at the next flush (a busy feed is written in batches)
+        self.ledger = ledger
+        self.ledger_status: LedgerStatus | None = None
+        self._ledger_origin = ledger_origin
+        self._ledger_problem = ledger_problem
         self.identity: WhoAmIReply | None = None
         self._identity_problem: str | None = None if token else "no token: watching only"
         self._token = token
@@ -84,6 +109,8 @@ class ApproverApp(App[None]):
             servers,
             on_request=self._on_request,
             on_state=self._on_link_state,
+            on_event=self._on_event,
+            on_feed=self._on_feed,
             retry_every=retry_every,
             **(nats_options or {}),
         )
@@ -96,10 +123,22 @@ class ApproverApp(App[None]):
         self._banner = Static("", id="banner")
         self._filter = Input(placeholder=FILTER_HINT, id="filter")
         self._queue_table: DataTable[str | Text] = DataTable(
-            id="queue", cursor_type="row", zebra_stripes=True
+            id="queue", cursor_type="row", zebra_stripes=True, header_height=2
         )
         self._trace_line = Static("", id="traces")
-        yield from (self._header, self._banner, self._filter, self._queue_table, self._trace_line)
+        self._activity_status = Static("waiting for NATS", id="activity-status")
+        self._activity_filter = Input(placeholder=ACTIVITY_HINT, id="activity-filter")
+        self._activity_log = RichLog(id="activity", max_lines=2000, wrap=False, auto_scroll=True)
+        self._ledger_panel = Static(self._ledger_text(), id="ledger")
+        self._tabs = TabbedContent(initial="queue-pane", id="tabs")
+        yield from (self._header, self._banner)
+        with self._tabs:
+            with TabPane("Queue [1]", id="queue-pane"):
+                yield from (self._filter, self._queue_table, self._trace_line)
+            with TabPane("Activity [2]", id="activity-pane"):
+                yield from (self._activity_status, self._activity_filter, self._activity_log)
+            with TabPane("Ledger [3]", id="ledger-pane"):
+                yield self._ledger_panel
         yield Footer()
 
     def on_mount(self) -> None:
@@ -109,6 +148,7 @@ class ApproverApp(App[None]):
         self._on_link_state(False, "connecting to NATS")
         self.run_worker(self.link.run(), name="link", exclusive=True)
         self.set_interval(1.0, self._tick)
+        self.set_interval(0.25, self._flush_activity)
 
     def _table(self) -> DataTable[str | Text]:
         return self._queue_table
@@ -132,6 +172,15 @@ class ApproverApp(App[None]):
         else:
             if reply.refused is None:
                 self.identity, self._identity_problem = reply, None
+                if self.ledger is not None and reply.sub and reply.iss:  # reads are recorded as this person
+                    self.ledger.actor = dataclasses.replace(
+                        self.ledger.actor,
+                        sub=reply.sub,
+                        iss=reply.iss,
+                        name=reply.name,
+                        kind=reply.kind or "human",
+                        groups=reply.groups,
+                    )
             else:
                 self._identity_problem = f"{reply.message}: watching only"
         self._header.update(self._identity_line())
@@ -159,6 +208,74 @@ class ApproverApp(App[None]):
             )
             self.bell()
         self._schedule_refresh()
+
+    # ------------------------------------------------------------------ activity
+
+    def _on_event(self, raw: bytes) -> None:
+        line = summarize(raw)
+        if line is not None and self.activity.add(line):
+            self._arrived.append(line)
+
+    def _on_feed(self, message: str) -> None:
+        self._activity_status.update(message)
+
+    def _flush_activity(self) -> None:
+        if not self._arrived:
+            return
+        lines, self._arrived = self._arrived[-2000:], []
+        width = max(40, self.size.width - 4)
+        for line in lines:
+            self._activity_log.write(line.render(width))
+
+    def _rewrite_activity(self) -> None:
+        self._arrived = []
+        self._activity_log.clear()
+        width = max(40, self.size.width - 4)
+        for line in list(self.activity.lines())[-2000:]:
+            self._activity_log.write(line.render(width))
+
+    def action_category(self) -> None:
+        if self._tabs.active == "activity-pane":
+            self.notify(f"activity: {self.activity.next_category()}", timeout=2)
+            self._rewrite_activity()
+
+    # ------------------------------------------------------------------ ledger
+
+    def _ledger_text(self) -> RenderableType:
+        if self.ledger is None:
+            return Text(f"⚠ {self._ledger_problem or 'the ledger is not configured here'}", style="yellow")
+        return render(self.ledger_status, self._ledger_origin)
+
+    def action_read_ledger(self) -> None:
+        if self.ledger is not None and self._tabs.active == "ledger-pane":
+            self._ledger_panel.update(Text("reading the ledger…"))
+            self.run_worker(self._read_ledger(self.ledger), group="ledger", exclusive=True)
+
+    async def _read_ledger(self, ledger: LedgerSource) -> None:
+        self.ledger_status = await ledger.read()
+        self._ledger_panel.update(self._ledger_text())
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        if event.pane.id == "ledger-pane" and self.ledger_status is None:
+            self.action_read_ledger()
+        elif event.pane.id == "queue-pane":
+            self._table().focus()
+
+    def action_tab(self, pane: str) -> None:
+        self._tabs.active = pane
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that act on one tab only are shown (and work) on that tab."""
+        tabs = getattr(self, "_tabs", None)
+        tab = tabs.active if tabs is not None and tabs.is_attached else "queue-pane"
+        only = {"decide": "queue-pane", "sort": "queue-pane", "category": "activity-pane",
+                "read_ledger": "ledger-pane"}  # fmt: skip
+        if action in only:
+            return tab == only[action]
+        if action == "filter":
+            return tab != "ledger-pane"
+        return True
 
     # ------------------------------------------------------------------ the table
 
@@ -244,6 +361,8 @@ class ApproverApp(App[None]):
         return done
 
     def action_decide(self, decision: Decision) -> None:
+        if self._tabs.active != "queue-pane":
+            return
         request = self._selected()
         if request is None:
             self.notify("no request selected", severity="warning")
@@ -276,29 +395,40 @@ class ApproverApp(App[None]):
         progress = f"; {reply.approvals} of {reply.quorum} approvals" if reply.state == "pending" else ""
         self.notify(f"{reply.message}{progress}", title=verb)
 
+    def _active_filter(self) -> Input | None:
+        return {"queue-pane": self._filter, "activity-pane": self._activity_filter}.get(self._tabs.active)
+
     def action_filter(self) -> None:
-        box = self._filter
-        box.add_class("shown")
-        box.focus()
+        box = self._active_filter()
+        if box is not None:
+            box.add_class("shown")
+            box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
+        if event.input is self._filter:
             self.queue.filter = event.value
             self._schedule_refresh()
+        elif event.input is self._activity_filter:
+            self.activity.filter = event.value
+            self._rewrite_activity()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
+        if event.input is self._filter:
             self._table().focus()
+        elif event.input is self._activity_filter:
+            self._activity_log.focus()
 
     def action_clear_filter(self) -> None:
-        box = self._filter
-        box.value = ""
-        box.remove_class("shown")
-        self._table().focus()
+        box = self._active_filter()
+        if box is not None:
+            box.value = ""
+            box.remove_class("shown")
+            (self._table() if box is self._filter else self._activity_log).focus()
 
     def action_sort(self) -> None:
-        self.notify(f"sorted by {self.queue.next_sort()}", timeout=2)
-        self._refresh_table()
+        if self._tabs.active == "queue-pane":
+            self.notify(f"sorted by {self.queue.next_sort()}", timeout=2)
+            self._refresh_table()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -12,17 +12,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import nats.errors
+import nats.js.errors
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from pcigate.approvals_client import ApprovalsClient, ApprovalsError
 from pcigate.natsconn import NatsUnavailableError
 from schemas.approvals import DecideReply, Request, WhoAmIReply
 
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
 __all__ = ["CLIENT_APP", "ConsoleLink", "NotConnectedError"]
 
 log = logging.getLogger(__name__)
+
+AUDIT_STREAM: Final = "PCIGATE_AUDIT"
+AUDIT_SUBJECTS: Final = "pcigate.audit.>"
 
 CLIENT_APP: Final = "pcigate-approve"
 
@@ -40,12 +48,18 @@ class ConsoleLink:
         *,
         on_request: Callable[[Request], None],
         on_state: Callable[[bool, str], None],
+        on_event: Callable[[bytes], None] | None = None,
+        on_feed: Callable[[str], None] | None = None,
+        backlog: int = 500,
         retry_every: float = 2.0,
         **options: Any,
     ) -> None:
         self._servers = list(servers)
         self._on_request = on_request
         self._on_state = on_state
+        self._on_event = on_event
+        self._on_feed = on_feed or (lambda _: None)
+        self._backlog = backlog
         self._retry = retry_every
         self._options = options
         self._client: ApprovalsClient | None = None
@@ -70,6 +84,8 @@ class ConsoleLink:
             async with ApprovalsClient(
                 self._servers, disconnected_cb=on_lost, closed_cb=on_lost, **self._options
             ) as client:
+                if self._on_event is not None:
+                    await self._follow(client)
                 ready = asyncio.Event()
                 pump = asyncio.ensure_future(self._pump(client, ready))
                 waiting = asyncio.ensure_future(lost.wait())
@@ -91,6 +107,31 @@ class ConsoleLink:
                 return "connection lost"
         except (NatsUnavailableError, ApprovalsError, nats.errors.Error, OSError) as exc:
             return str(exc) or exc.__class__.__name__
+
+    async def _follow(self, client: ApprovalsClient) -> None:
+        """The audit stream from its last ``backlog`` events on, as the gateways and services publish it
+        (an ordered consumer: nothing stored, nothing acknowledged)."""
+        js = client.nats.jetstream()
+        on_event = self._on_event
+        assert on_event is not None
+
+        async def deliver(msg: Msg) -> None:
+            on_event(msg.data)
+
+        try:
+            last = (await js.stream_info(AUDIT_STREAM)).state.last_seq
+            start = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, last - self._backlog + 1)
+            )
+            await js.subscribe(AUDIT_SUBJECTS, cb=deliver, ordered_consumer=True, config=start)
+        except nats.js.errors.NotFoundError:
+            self._on_feed(
+                f"stream {AUDIT_STREAM} does not exist (run `pcigate nats init`); no activity to show"
+            )
+        except nats.errors.Error as exc:  # the queue still works without the feed
+            self._on_feed(f"the audit stream cannot be followed: {exc or exc.__class__.__name__}")
+        else:
+            self._on_feed(f"following {AUDIT_SUBJECTS} (the last {self._backlog} events first)")
 
     async def _pump(self, client: ApprovalsClient, ready: asyncio.Event) -> None:
         async for request in client.watch(ready):

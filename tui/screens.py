@@ -23,12 +23,15 @@ __all__ = ["KEYS", "DecisionScreen", "DetailScreen", "HelpScreen"]
 Decision = Literal["approve", "deny"]
 
 KEYS: tuple[tuple[str, str], ...] = (
+    ("1  2  3", "queue, activity, ledger"),
     ("↑ ↓  PgUp PgDn", "move in the queue"),
     ("enter", "open the selected request"),
     ("a", "approve it (asks for a reason)"),
     ("d", "deny it (asks for a reason)"),
     ("/", "filter: requester, connection, rule, statement, id"),
     ("s", "sort: expiry, age, requester, connection"),
+    ("f", "activity: the next category (sessions, commands, blocks, masking, approvals, ledger)"),
+    ("r", "ledger: read the status again (recorded as ledger.read)"),
     ("esc", "back; clears the filter in the queue"),
     ("?", "this help"),
     ("q", "quit"),
@@ -159,4 +162,6 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help"):
             yield Label("pcigate approve: keys", id="help-title")
             yield Static(keys)
-            yield Label("The mouse works too: click a row, double-click to open, click the buttons.")
+            yield Label(
+                "The mouse works too: click a row, click it again to open it, click tabs and buttons."
+            )

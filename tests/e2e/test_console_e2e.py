@@ -19,6 +19,8 @@ import nats
 import psycopg
 import pytest
 
+from pcigate.cli_approvals import _ledger_source
+from pcigate.config import load_config
 from pcigate.devstack.ports import free_port
 from tests.e2e.test_approvals_e2e import BOB, approver, connect, in_thread, unique
 from tests.gateway_support import GatewayEndpoint, audit_events, decide, private_gateway
@@ -198,3 +200,66 @@ def _reachable(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_the_activity_tab_follows_the_audit_stream(gateway: GatewayEndpoint) -> None:
+    alice = unique("alice")
+    async with console(gateway, approver(gateway)) as (app, pilot):
+        await until(lambda: app.link.connected, what="the connection")
+        await pilot.press("2")
+        await until(lambda: app._tabs.active == "activity-pane", what="the activity tab")
+        with connect(gateway, alice) as conn:
+            conn.execute("SELECT count(*) FROM customers")
+        await until(
+            lambda: any(
+                line.actor == alice and line.type == "command.executed" for line in app.activity.lines()
+            ),
+            what="alice's statement in the feed",
+        )
+        await pilot.press("slash", *alice, "enter")
+        shown = list(app.activity.lines())
+        assert shown and all(alice in line.haystack for line in shown)
+        await pilot.press("f", "f")  # all -> sessions -> commands
+        assert app.activity.category == "commands"
+        assert {line.type for line in app.activity.lines()} == {"command.executed"}
+        await pilot.press("a")  # not the queue tab: nothing to decide here
+        assert type(app.screen).__name__ != "DecisionScreen"
+
+
+async def test_the_ledger_tab_verifies_the_latest_checkpoint(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint
+) -> None:
+    ledger, problem = _ledger_source(load_config(dev_stack["config"]))
+    assert ledger is not None, problem
+    app = ApproverApp(
+        [gateway.nats_url], approver(gateway), ledger=ledger, ledger_origin="pcigate.dev/ledger"
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.identity is not None, what="a verified identity")
+        await pilot.press("3")
+        await until(lambda: app.ledger_status is not None, within=30, what="the ledger status")
+        status = app.ledger_status
+        assert status is not None and status.problem is None, status
+        assert status.checkpoint is not None and status.checkpoint.trusted_by
+        assert "signature verified" in status.signature
+        first = status.checkpoint
+        await until(lambda: _signed_after(dev_stack, first.size), within=30, what="a newer checkpoint")
+        await pilot.press("r")
+        await until(lambda: app.ledger_status is not status, within=30, what="the second read")
+        assert app.ledger_status is not None
+        assert "extends the checkpoint" in app.ledger_status.consistency, app.ledger_status
+    with psycopg.connect(dev_stack["ledger_dsn"], connect_timeout=5) as conn:
+        reads = conn.execute(
+            "SELECT count(*) FROM ledger_entries WHERE event_type = 'ledger.read' AND actor_sub = %s"
+            " AND idx >= %s"
+            " AND convert_from(canonical, 'UTF8')::jsonb -> 'data' ->> 'purpose' = %s",
+            (BOB, first.size - 1, "approver console: ledger status"),
+        ).fetchone()
+    assert reads is not None and reads[0] >= 4  # every read is recorded, with the approver as reader
+
+
+def _signed_after(dev_stack: dict[str, Any], size: int) -> bool:
+    """Whether the evidence service signed a checkpoint larger than ``size`` (reads grow the ledger)."""
+    with psycopg.connect(dev_stack["ledger_dsn"], connect_timeout=5) as conn:
+        row = conn.execute("SELECT max(size) FROM ledger_checkpoints").fetchone()
+    return bool(row and row[0] and row[0] > size)

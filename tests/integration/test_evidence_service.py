@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
+from evidence.api import LedgerReader
 from evidence.checkpoint import Checkpoint, NoteSigner
 from evidence.own_events import Recorder, ServiceActor
 from evidence.service import CHECKPOINT_SUBJECT, EvidenceService, ServiceSettings
@@ -209,6 +210,41 @@ async def test_checkpoint_every_n_entries(rig: Rig) -> None:
     # signed as soon as a batch (10) takes the count past 25: every 25-34 entries, never on the timer
     steps = [b - a for a, b in itertools.pairwise([0, *sizes])]
     assert len(sizes) >= 3 and all(25 <= step < 35 for step in steps), sizes
+
+
+async def test_a_readers_own_record_is_signed_while_the_stream_is_quiet(rig: Rig) -> None:
+    """evidence.api appends ledger.read to the ledger directly; with nothing arriving on the stream the
+    next interval still signs it, so the read becomes provable."""
+    running = await Running(rig.service(checkpoint_interval=0.5)).started()
+
+    async def signed_through(size: int) -> bool:
+        return bool(
+            await rig.view.conn.fetchval("SELECT coalesce(max(size), 0) FROM ledger_checkpoints") >= size
+        )
+
+    async def entries() -> int:
+        return int(await rig.view.conn.fetchval("SELECT coalesce(max(idx) + 1, 0) FROM ledger_entries"))
+
+    try:
+        await wait_for(lambda: _consumer_idle(rig.js))
+        before = await entries()
+        await wait_for(lambda: signed_through(before), within=15, what="the service's own entries signed")
+        reader_actor = ServiceActor(
+            sub="auditor", iss="local:test", host="test", database="x", log_origin=ORIGIN
+        )
+        conn = await asyncpg.connect(rig.dsn)
+        try:
+            reader = LedgerReader(conn, Recorder(reader_actor), "quiet-stream test")
+            await reader.latest_checkpoint()  # recorded as ledger.read, appended by the reader itself
+        finally:
+            await conn.close()
+        after = await entries()
+        assert after == before + 1
+        await wait_for(
+            lambda: signed_through(after), within=15, what="a checkpoint covering the reader's record"
+        )
+    finally:
+        await running.stop()
 
 
 async def test_a_lost_database_connection_is_replaced_and_nothing_is_lost_or_doubled(rig: Rig) -> None:

@@ -1,0 +1,138 @@
+"""The console's ledger panel: the latest signed checkpoint, whether it verifies and extends what the
+console saw before, and the latest audit gaps. Read only through ``evidence.api``, so each refresh is
+itself recorded (``ledger.read``, purpose "approver console: ledger status") with the approver as reader;
+the panel refreshes when it is opened and on ``r``, not on a timer, so the records stay meaningful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import asyncpg
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from evidence.api import CheckpointRecord, LedgerReader, ProofError, ReadError, Recorder, ServiceActor
+
+__all__ = ["LedgerSource", "LedgerStatus", "render"]
+
+PURPOSE: Final = "approver console: ledger status"
+GAPS_WITHIN: Final = timedelta(days=7)
+CONNECT_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatus:
+    """One refresh of the panel."""
+
+    read_at: datetime
+    checkpoint: CheckpointRecord | None = None
+    signature: str = ""  # what the signature check says
+    consistency: str = ""  # against the checkpoint seen at the previous refresh
+    healthy: bool = False
+    gaps: tuple[tuple[str, str], ...] = ()  # (time, what) of the latest audit.gap events
+    problem: str | None = None  # the ledger could not be read
+    notes: tuple[str, ...] = field(default=())
+
+
+class LedgerSource:
+    """Reads the panel's status; keeps the last checkpoint to prove the next one extends it."""
+
+    def __init__(self, dsn: str, trusted_keys: Sequence[str], actor: ServiceActor) -> None:
+        self._dsn = dsn
+        self._keys = list(trusted_keys)
+        self.actor = actor  # replaced by the verified approver once whoami answers
+        self._seen: CheckpointRecord | None = None
+
+    async def read(self) -> LedgerStatus:
+        now = datetime.now(UTC)
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            return LedgerStatus(now, problem=f"the ledger database is not reachable ({exc})")
+        try:
+            reader = LedgerReader(conn, Recorder(self.actor), PURPOSE, trusted_keys=self._keys)
+            return await self._status(reader, now)
+        except ReadError as exc:
+            return LedgerStatus(now, problem=f"the ledger could not be read: {exc}")
+        finally:
+            await conn.close()
+
+    async def _status(self, reader: LedgerReader, now: datetime) -> LedgerStatus:
+        latest = await reader.latest_checkpoint()
+        gaps = await reader.events(types=["audit.gap"], since=now - GAPS_WITHIN, limit=1000)
+        shown_gaps = tuple(
+            (r.time.strftime("%Y-%m-%d %H:%M:%S"), _gap_text(r.event)) for r in list(gaps)[-5:]
+        )
+        if latest is None:
+            return LedgerStatus(now, signature="no checkpoint signed yet", gaps=shown_gaps, healthy=True)
+        if latest.trusted_by:
+            names = ", ".join("+".join(k.split("+")[:2]) for k in latest.trusted_by)  # name+key id
+            signature = f"signature verified with {names}"
+        elif self._keys:
+            signature = "NOT signed by any trusted key of this log"
+        else:
+            signature = "not checked: no trusted key (set ledger.signing_key or ledger.trusted_keys)"
+        consistency, consistent = "first checkpoint this console has seen", True
+        previous = self._seen
+        if previous is not None and latest.size > previous.size and self._keys:
+            try:
+                proof = await reader.consistency_proof(previous.size, latest.size)
+                proof.check(previous.root)
+            except (ProofError, ReadError) as exc:
+                consistency, consistent = (
+                    f"does NOT extend the checkpoint of size {previous.size}: {exc}",
+                    False,
+                )
+            else:
+                consistency = f"extends the checkpoint of size {previous.size} seen before (proof checked)"
+        elif previous is not None and latest.size == previous.size:
+            consistent = latest.root == previous.root
+            consistency = "unchanged since the last refresh" if consistent else "SAME SIZE, DIFFERENT ROOT"
+        if consistent:
+            self._seen = latest
+        healthy = bool(latest.trusted_by) and consistent and not shown_gaps
+        return LedgerStatus(now, latest, signature, consistency, healthy, shown_gaps)
+
+
+def _gap_text(event: Mapping[str, Any] | None) -> str:
+    if event is None:
+        return "payload pruned"
+    data = event.get("data") or {}
+    first, last = data.get("first_missing"), data.get("last_missing")
+    return (
+        f"{data.get('stream', '?')} {first}..{last} missing ({data.get('cause', 'unknown')}, detected by "
+        f"{data.get('detected_by', '?')})"
+    )
+
+
+def render(status: LedgerStatus | None, origin: str) -> RenderableType:
+    """The panel's content."""
+    if status is None:
+        return Text("press r to read the ledger's status (each read is recorded as ledger.read)")
+    if status.problem is not None:
+        return Text(f"⚠ {status.problem}", style="bold red")
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("log", origin)
+    cp = status.checkpoint
+    if cp is not None:
+        facts.add_row("checkpoint", f"size {cp.size:,}, signed {cp.created_at:%Y-%m-%d %H:%M:%S} UTC")
+        facts.add_row("root", cp.root.hex())
+        facts.add_row("key", f"{cp.key_name} (id {cp.key_id:08x})")
+    ok_style = "green" if status.healthy else "bold red"
+    facts.add_row("signature", Text(status.signature, style="green" if cp and cp.trusted_by else "yellow"))
+    if status.consistency:
+        facts.add_row("consistency", status.consistency)
+    facts.add_row("gaps (7 days)", Text(str(len(status.gaps)) if status.gaps else "none", style=ok_style))
+    parts: list[RenderableType] = [facts]
+    for when, what in status.gaps:
+        parts.append(Text(f"  {when}  {what}", style="red"))
+    verdict = "ledger verified" if status.healthy else "ledger needs attention"
+    parts.append(Text(f"\n{verdict}; read at {status.read_at:%H:%M:%S} UTC (r refreshes)", style=ok_style))
+    return Group(*parts)
