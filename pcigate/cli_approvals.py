@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pcigate.approvals_client import ApprovalsClient, Listed
     from pcigate.config import Config
 
@@ -138,8 +140,21 @@ def cmd_console(args: argparse.Namespace) -> int:
         ledger=ledger,
         ledger_origin=config.ledger.origin,
         ledger_problem=problem,
+        sensitive=_sensitive(config),
     ).run()
     return EXIT_OK
+
+
+def _sensitive(config: Config) -> Callable[[str, str], bool]:
+    """Whether a connection's masking profile hides a column (by its name): the console marks it."""
+    from pcigate.config.models import DEFAULT_MASKED_COLUMNS
+
+    rules = {c.name: config.masking[c.masking].columns for c in config.connections}
+
+    def check(connection: str, column: str) -> bool:
+        return any(rule.matches(column) for rule in rules.get(connection, DEFAULT_MASKED_COLUMNS))
+
+    return check
 
 
 def _ledger_source(config: Config) -> tuple[Any, str | None]:

@@ -121,6 +121,8 @@ class Request(_Record):
     session_id: Uuid7
     gateway: GatewayId
     statement: Statement
+    # schema.table.column the statement touches, as the policy read it (``schema.table.*``: all of a table's)
+    columns: Annotated[tuple[Label512, ...], Field(max_length=64)] = ()
     binding: Sha256Hex
     rule: Label
     why: Text

@@ -87,6 +87,7 @@ class ApproverApp(App[None]):
         ledger: LedgerSource | None = None,
         ledger_origin: str = "",
         ledger_problem: str | None = None,
+        sensitive: Callable[[str, str], bool] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry_every: float = 2.0,
     ) -> None:
@@ -98,6 +99,7 @@ class ApproverApp(App[None]):
         self.ledger_status: LedgerStatus | None = None
         self._ledger_origin = ledger_origin
         self._ledger_problem = ledger_problem
+        self._sensitive = sensitive or (lambda _connection, _column: False)
         self.identity: WhoAmIReply | None = None
         self._identity_problem: str | None = None if token else "no token: watching only"
         self._token = token
@@ -351,7 +353,16 @@ class ApproverApp(App[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         request = self.queue.get(str(event.row_key.value))
         if request is not None:
-            self.push_screen(DetailScreen(request), self._after_detail(request))
+            screen = DetailScreen(
+                request,
+                sensitive=lambda column: self._sensitive(request.connection, column),
+                history=self._history if self.ledger is not None else None,
+            )
+            self.push_screen(screen, self._after_detail(request))
+
+    async def _history(self, request: Request) -> list[Line] | str:
+        assert self.ledger is not None
+        return await self.ledger.history(request.session_id, request.created)
 
     def _after_detail(self, request: Request) -> Callable[[Decision | None], None]:
         def done(decision: Decision | None) -> None:

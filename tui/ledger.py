@@ -17,10 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from evidence.api import CheckpointRecord, LedgerReader, ProofError, ReadError, Recorder, ServiceActor
+from tui.activity import Line, summarize
 
 __all__ = ["LedgerSource", "LedgerStatus", "render"]
 
 PURPOSE: Final = "approver console: ledger status"
+HISTORY_PURPOSE: Final = "approver console: the session of a held statement"
 GAPS_WITHIN: Final = timedelta(days=7)
 CONNECT_TIMEOUT_S: Final = 5.0
 
@@ -61,6 +63,24 @@ class LedgerSource:
             return LedgerStatus(now, problem=f"the ledger could not be read: {exc}")
         finally:
             await conn.close()
+
+    async def history(self, session_id: str, before: datetime, limit: int = 12) -> list[Line] | str:
+        """The statements of ``session_id`` recorded before ``before`` (the newest ``limit``), or why not."""
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            return f"the ledger database is not reachable ({exc})"
+        try:
+            reader = LedgerReader(conn, Recorder(self.actor), HISTORY_PURPOSE, trusted_keys=self._keys)
+            page = await reader.events(
+                session_id=session_id, types=["command.executed", "command.blocked"], until=before, limit=1000
+            )
+        except ReadError as exc:
+            return f"the ledger could not be read: {exc}"
+        finally:
+            await conn.close()
+        lines = [summarize(r.event) for r in page if r.event is not None]
+        return [line for line in lines if line is not None][-limit:]
 
     async def _status(self, reader: LedgerReader, now: datetime) -> LedgerStatus:
         latest = await reader.latest_checkpoint()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -17,6 +18,9 @@ from textual.widgets import Button, Footer, Input, Label, Static
 from schemas.approvals import Request
 from schemas.ids import format_utc
 from tui.queue import KIND_ICONS, requester_label
+
+if TYPE_CHECKING:
+    from tui.activity import Line
 
 __all__ = ["KEYS", "DecisionScreen", "DetailScreen", "HelpScreen"]
 
@@ -38,8 +42,9 @@ KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def detail(request: Request) -> RenderableType:
-    """Everything the record says about a request, for a person about to decide it."""
+def detail(request: Request, sensitive: Callable[[str], bool] = lambda _: False) -> RenderableType:
+    """Everything the record says about a request, for a person about to decide it; ``sensitive`` marks
+    the columns the connection's masking profile treats as card data."""
     r = request.requester
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -57,6 +62,14 @@ def detail(request: Request) -> RenderableType:
     facts.add_row("session", request.session_id)
     facts.add_row("rule", f"{request.rule}: {request.why}")
     facts.add_row("tables", ", ".join(request.statement.objects) or "-")
+    if request.columns:
+        columns = Text()
+        for i, column in enumerate(request.columns):
+            if i:
+                columns.append(", ")
+            hot = sensitive(column.rsplit(".", 1)[-1])
+            columns.append(column + (" ⚠ card data" if hot else ""), style="bold red" if hot else "")
+        facts.add_row("columns", columns)
     approvals = ", ".join(f"{a.name or a.sub} ({a.decision}: {a.reason})" for a in request.approvals)
     facts.add_row("quorum", f"{request.approved}/{request.quorum}" + (f": {approvals}" if approvals else ""))
     facts.add_row("approvers", ", ".join(request.approver_groups))
@@ -79,8 +92,12 @@ def detail(request: Request) -> RenderableType:
     return Group(*parts)
 
 
+History = Callable[[Request], Awaitable["list[Line] | str"]]
+
+
 class DetailScreen(Screen[Decision | None]):
-    """One request in full; ``a`` / ``d`` decide it (the app asks for the reason)."""
+    """One request in full; ``a`` / ``d`` decide it (the app asks for the reason). With ``history``, the
+    session's earlier statements are read from the ledger (a recorded read) and shown below."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss(None)", "Back"),
@@ -88,19 +105,47 @@ class DetailScreen(Screen[Decision | None]):
         Binding("d", "dismiss('deny')", "Deny"),
     ]
 
-    def __init__(self, request: Request) -> None:
+    def __init__(
+        self,
+        request: Request,
+        *,
+        sensitive: Callable[[str], bool] = lambda _: False,
+        history: History | None = None,
+    ) -> None:
         super().__init__()
         self.request = request
+        self._sensitive = sensitive
+        self._history = history
+        self.history_lines: list[Line] | str | None = None
+        self._history_panel = Static("", id="history")
 
     def compose(self) -> ComposeResult:
         yield Label(requester_label(self.request), id="detail-title")
         with VerticalScroll():
-            yield Static(detail(self.request), id="detail")
+            yield Static(detail(self.request, self._sensitive), id="detail")
+            yield self._history_panel
         with Horizontal(id="detail-buttons"):
             yield Button("Approve (a)", id="approve", variant="success")
             yield Button("Deny (d)", id="deny", variant="error")
             yield Button("Back (esc)", id="back")
         yield Footer()
+
+    def on_mount(self) -> None:
+        if self._history is not None:
+            self._history_panel.update(Text("reading the session's earlier statements…", style="dim"))
+            self.run_worker(self._read_history(self._history), exclusive=True)
+
+    async def _read_history(self, history: History) -> None:
+        found = await history(self.request)
+        self.history_lines = found
+        title = Text("\nthe session's earlier statements (from the ledger)", style="bold")
+        if isinstance(found, str):
+            self._history_panel.update(Group(title, Text(f"⚠ {found}", style="yellow")))
+        elif not found:
+            self._history_panel.update(Group(title, Text("none: this is the session's first", style="dim")))
+        else:
+            width = max(40, self.size.width - 4)
+            self._history_panel.update(Group(title, *(line.render(width) for line in found)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None if event.button.id == "back" else event.button.id)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -79,6 +80,7 @@ log = logging.getLogger(__name__)
 _FINISHED_KEPT: Final = 4096  # decided requests remembered, so late decisions are refused with evidence
 _RECONNECT_EVERY: Final = 2.0
 _CLIENT_APP: Final = "pcigate-gateway"
+_NOT_LABEL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")  # LABEL_PATTERN
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class Ticket:
     why: str
     spec: ApprovalSpec
     notify: Callable[[str], None]
+    columns: tuple[str, ...] = ()  # schema.table.column the policy saw it touch
 
 
 @dataclass(slots=True)
@@ -234,6 +237,7 @@ class ApprovalService:
             session_id=ticket.audit.session_id or ticket.request_id,
             gateway=self.gateway_id,
             statement=ticket.statement,
+            columns=_columns(ticket.columns),
             binding=ticket.binding,
             rule=ticket.rule,
             why=ticket.why,
@@ -619,6 +623,12 @@ def _reply(verdict: Judgement, request: Request) -> DecideReply:
         approvals=record.approved,
         quorum=record.quorum,
     )
+
+
+def _columns(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """Column names as a record may show them: identifiers can hold anything, card numbers included."""
+    shown = (_NOT_LABEL.sub("\ufffd", mask_text(c)[0])[:512] for c in columns)
+    return tuple(dict.fromkeys(c for c in shown if c))[:64]
 
 
 def _held_notice(request: Request) -> str:

@@ -117,6 +117,7 @@ class PolicyHook(Hook):
             why=decision.why,
             spec=decision.approval,
             notify=session.notify,
+            columns=tuple(sorted(self._facts(stmt.text, stmt.scs_on).columns)),
         )
 
     def parse(self, stmt: PendingStatement) -> Verdict | None:

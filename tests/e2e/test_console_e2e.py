@@ -18,13 +18,16 @@ from typing import Any
 import nats
 import psycopg
 import pytest
+from rich.console import Console
+from textual.widgets import Static
 
-from pcigate.cli_approvals import _ledger_source
+from pcigate.cli_approvals import _ledger_source, _sensitive
 from pcigate.config import load_config
 from pcigate.devstack.ports import free_port
 from tests.e2e.test_approvals_e2e import BOB, approver, connect, in_thread, unique
 from tests.gateway_support import GatewayEndpoint, audit_events, decide, private_gateway
 from tui.app import ApproverApp
+from tui.screens import DetailScreen
 
 pytestmark = pytest.mark.e2e
 
@@ -263,3 +266,44 @@ def _signed_after(dev_stack: dict[str, Any], size: int) -> bool:
     with psycopg.connect(dev_stack["ledger_dsn"], connect_timeout=5) as conn:
         row = conn.execute("SELECT max(size) FROM ledger_checkpoints").fetchone()
     return bool(row and row[0] and row[0] > size)
+
+
+async def test_the_detail_shows_columns_and_the_sessions_earlier_statements(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint
+) -> None:
+    config = load_config(dev_stack["config"])
+    ledger, problem = _ledger_source(config)
+    assert ledger is not None, problem
+    alice = unique("alice")
+    conn = connect(gateway, alice)
+    conn.execute("SELECT count(*) FROM customers WHERE customer_id = 41")
+    held = in_thread(
+        lambda: conn.execute("UPDATE cards SET exp_year = exp_year WHERE pan IS NOT NULL AND card_id = 7")
+    )
+    app = ApproverApp([gateway.nats_url], approver(gateway), ledger=ledger, sensitive=_sensitive(config))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await only(pilot, app, alice)
+            request = app.queue.get(app._shown[0])
+            assert request is not None and "public.cards.pan" in request.columns
+            await pilot.press("enter")
+            await until(lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
+            screen = app.screen
+            assert isinstance(screen, DetailScreen)
+            await until(lambda: screen.history_lines is not None, within=30, what="the session's history")
+            history = screen.history_lines
+            assert isinstance(history, list), history
+            assert [line.summary for line in history][-1].startswith(
+                "SELECT 1, 1 rows: SELECT count(*) FROM customers"
+            )
+            shown = Console(width=120, record=True)
+            shown.print(
+                screen.query_one("#detail", Static).content, screen.query_one("#history", Static).content
+            )
+            text = shown.export_text()
+            assert "⚠ card data" in text and "SELECT count(*)" in text
+            await pilot.press("d", *"not today", "enter")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            held.result(timeout=30)
+    finally:
+        conn.close()
