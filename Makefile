@@ -49,3 +49,8 @@ pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The README's screenshot of the approver console, rendered from its queue snapshot (SVG) with
+# rsvg-convert (Debian's librsvg2-bin; only needed to refresh the picture).
+docs/images/console.png: tests/snapshots/console/queue.svg
+	sed 's/<svg class=/<svg xml:space="preserve" class=/' $< | rsvg-convert -w 1000 -o $@

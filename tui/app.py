@@ -90,6 +90,7 @@ class ApproverApp(App[None]):
         sensitive: Callable[[str, str], bool] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry_every: float = 2.0,
+        connect: bool = True,
     ) -> None:
         super().__init__()
         self.queue = Queue()
@@ -100,6 +101,7 @@ class ApproverApp(App[None]):
         self._ledger_origin = ledger_origin
         self._ledger_problem = ledger_problem
         self._sensitive = sensitive or (lambda _connection, _column: False)
+        self._connect = connect  # False: fed by hand (snapshots), no NATS
         self.identity: WhoAmIReply | None = None
         self._identity_problem: str | None = None if token else "no token: watching only"
         self._token = token
@@ -147,8 +149,9 @@ class ApproverApp(App[None]):
         table = self._table()
         table.add_column(Text(HEADING, no_wrap=True), key=COLUMN)
         table.focus()
-        self._on_link_state(False, "connecting to NATS")
-        self.run_worker(self.link.run(), name="link", exclusive=True)
+        if self._connect:
+            self._on_link_state(False, "connecting to NATS")
+            self.run_worker(self.link.run(), name="link", exclusive=True)
         self.set_interval(1.0, self._tick)
         self.set_interval(0.25, self._flush_activity)
 
@@ -271,6 +274,8 @@ class ApproverApp(App[None]):
         """Keys that act on one tab only are shown (and work) on that tab."""
         tabs = getattr(self, "_tabs", None)
         tab = tabs.active if tabs is not None and tabs.is_attached else "queue-pane"
+        if action in ("filter", "sort", "category", "read_ledger", "decide") and len(self.screen_stack) > 1:
+            return False  # a pushed screen (detail, reason, help) has its own keys
         only = {"decide": "queue-pane", "sort": "queue-pane", "category": "activity-pane",
                 "read_ledger": "ledger-pane"}  # fmt: skip
         if action in only:
@@ -322,7 +327,7 @@ class ApproverApp(App[None]):
         self._trace_line.update(self._traces_text())
 
     def _row_width(self) -> int:
-        return max(40, self.size.width - 2)
+        return max(40, self.size.width - 4)  # inside the table's scrollbar: no horizontal one
 
     def on_resize(self) -> None:
         self._shown = []  # rebuilt at the new width

@@ -34,7 +34,8 @@ __all__ = [
 Change = Literal["new", "updated", "left", "unchanged"]
 SortKey = Literal["expires", "age", "requester", "connection"]
 SORTS: Final[tuple[SortKey, ...]] = ("expires", "age", "requester", "connection")
-KIND_ICONS: Final = {"human": "👤", "agent": "🤖", "service": "⚙"}
+# Single-width symbols monospace fonts carry (emoji are double-width, and missing in many ssh terminals).
+KIND_ICONS: Final = {"human": "☺", "agent": "⚙", "service": "▣"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ def one_line(text: str, width: int) -> str:
 
 
 def requester_label(request: Request) -> str:
-    """``🤖 agent-7 → alice`` for an agent acting for a person, ``👤 alice`` for a person."""
+    """``⚙ agent-7 → alice`` for an agent acting for a person, ``☺ alice`` for a person."""
     r = request.requester
     who = r.name or r.sub
     label = f"{KIND_ICONS.get(r.kind, '?')} {who}"
@@ -167,14 +168,14 @@ def entry(request: Request, now: datetime, width: int) -> Text:
     left = (request.expires - now).total_seconds()
     urgency = "bold red" if left < 60 else "yellow" if left < 300 else "green"
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(f"{duration(left):>6}", style=urgency)
-    text.append(f" {duration((now - request.created).total_seconds()):>6}", style="dim")
-    text.append(f"  {request.approved}/{request.quorum}  ", style="bold")
+    text.append(f"{duration(left):<7}", style=urgency)
+    text.append(f"{duration((now - request.created).total_seconds()):<7}", style="dim")
+    text.append(f"{request.approved}/{request.quorum}  ", style="bold")
     text.append(requester_label(request))
     text.append(f"  {request.connection}", style="cyan")
     text.append(f"  {request.rule}", style="magenta")
-    text.append("\n" + " " * 15 + one_line(request.statement.text, max(8, width - 15)))
+    text.append("\n" + " " * 14 + one_line(request.statement.text, max(8, width - 14)))
     return text
 
 
-HEADING: Final = "  left    age  q    requester  connection  rule\n" + " " * 15 + "statement (masked)"
+HEADING: Final = "left   age    q    requester  connection  rule\n" + " " * 14 + "statement (masked)"

@@ -51,7 +51,7 @@ def detail(request: Request, sensitive: Callable[[str], bool] = lambda _: False)
     facts.add_column()
     chain = Text(f"{KIND_ICONS.get(r.kind, '?')} {r.name or r.sub} ({r.kind}, {r.sub})")
     if r.on_behalf_of:
-        chain.append(f"\n   acting for 👤 {r.on_behalf_of}")
+        chain.append(f"\n   acting for {KIND_ICONS['human']} {r.on_behalf_of}")
     facts.add_row("request", request.id)
     facts.add_row("requester", chain)
     facts.add_row("groups", ", ".join(r.groups) or "-")

@@ -76,9 +76,9 @@ def test_formatting() -> None:
     ]  # fmt: skip
     assert one_line("UPDATE cards\n   SET x = ?\tWHERE y = ?", 100) == "UPDATE cards SET x = ? WHERE y = ?"
     assert one_line("SELECT " + "x, " * 50, 20) == "SELECT x, x, x, x, …"
-    assert requester_label(request()) == "🤖 agent-7 → alice"
+    assert requester_label(request()) == "⚙ agent-7 → alice"
     person = request(requester=Requester(sub="carol", iss=ISS, name="Carol", kind="human"))
-    assert requester_label(person) == "👤 Carol"
+    assert requester_label(person) == "☺ Carol"
     assert STATEMENT.text in request().statement.text
 
 
@@ -98,7 +98,7 @@ def test_the_queue_holds_exactly_the_latest_pending_records(writes: list[tuple[i
 def test_an_entry_is_two_lines_that_fit() -> None:
     text = entry(request(), NOW + timedelta(seconds=30), 80)
     first, second = text.plain.split("\n")
-    assert first.split() == ["4m30s", "30s", "0/1", "🤖", "agent-7", "→", "alice", "payments", "cards-writes"]
+    assert first.split() == ["4m30s", "30s", "0/1", "⚙", "agent-7", "→", "alice", "payments", "cards-writes"]
     assert second.strip() == STATEMENT.text and len(second) <= 80
     long = request(statement=STATEMENT.model_copy(update={"text": "SELECT " + "col, " * 40 + "x FROM t"}))
     assert entry(long, NOW, 60).plain.split("\n")[1].endswith("…")

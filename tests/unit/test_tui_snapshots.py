@@ -1,0 +1,217 @@
+"""One SVG snapshot per screen of the approver console, at 80x24 (fits an ssh terminal), from fixed data
+and a fixed clock (no NATS: the app is fed by hand). A change to what a screen shows fails here until the
+snapshot is looked at and updated: ``PCIGATE_UPDATE_SNAPSHOTS=1 pytest tests/unit/test_tui_snapshots.py``.
+The README's screenshot is rendered from ``queue.svg``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evidence.api import CheckpointRecord, ServiceActor
+from schemas.approvals import Approver, Requester, WhoAmIReply
+from tests.unit.test_approvals_record import ISS, NOW, STATEMENT, request
+from tests.unit.test_tui_activity import envelope
+from tui.activity import Line, summarize
+from tui.app import ApproverApp
+from tui.ledger import LedgerSource, LedgerStatus
+
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots" / "console"
+SIZE = (80, 24)
+CLOCK = NOW + timedelta(seconds=95)
+BOB = WhoAmIReply(
+    refused=None,
+    message="signed in as bob",
+    sub="bob@example.com",
+    iss=ISS,
+    name="Bob",
+    kind="human",
+    groups=("approvers", "engineers"),
+    approver_groups=("approvers",),
+)
+
+
+def rid(n: int) -> str:
+    return f"019300a0-0000-7000-8000-{n:012d}"
+
+
+def requests() -> list[Any]:
+    alice = Requester(sub="alice@example.com", iss=ISS, kind="human", groups=("payments-admins",))
+    read = STATEMENT.model_copy(update={"text": "SELECT card_id, pan, holder_name FROM cards"})
+    access = STATEMENT.model_copy(
+        update={"text": "-- pcigate: access to connection reporting as pcigate_ro for 30m", "objects": []}
+    )
+    carol = Approver(
+        sub="carol@example.com",
+        iss=ISS,
+        groups=("approvers",),
+        decision="approve",
+        reason="ticket 7",
+        at=NOW + timedelta(seconds=60),
+        channel="cli",
+    )
+    columns = ("public.cards.card_id", "public.cards.exp_year", "public.cards.pan")
+    return [
+        request(id=rid(1), requester=alice, expires=NOW + timedelta(minutes=5), columns=columns),
+        request(
+            id=rid(2),
+            created=NOW + timedelta(seconds=40),
+            expires=NOW + timedelta(minutes=2),
+            rule="agent-card-reads",
+            quorum=2,
+            statement=read,
+            approvals=(carol,),
+        ),
+        request(
+            id=rid(3),
+            requester=alice,
+            created=NOW + timedelta(seconds=80),
+            expires=NOW + timedelta(minutes=15),
+            connection="reporting",
+            rule="jit-access",
+            scope="access",
+            session_for_seconds=1800,
+            statement=access,
+        ),
+    ]
+
+
+TEXT = STATEMENT.model_dump(mode="json")
+EVENTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("session.opened", {}, {}),
+    ("command.executed", {"statement": TEXT, "command_tag": "UPDATE 1", "rows": 1}, {}),
+    ("approval.requested", {"request_id": rid(1), "statement": TEXT}, {"outcome": {"result": "pending"}}),
+    (
+        "command.blocked",
+        {"statement": {"text": "DROP TABLE cards"}, "reason": "policy_rule"},
+        {"outcome": {"result": "blocked", "code": "42501"}, "policy": {"rule": "no-destruction"}},
+    ),
+    ("masking.applied", {"total_values": 12, "surface": "result"}, {}),
+    ("approval.decided", {"decision": "approve", "request_id": rid(4), "reason": "CHG-1234"}, {}),
+    (
+        "auth.failed",
+        {"reason": "signature_invalid"},
+        {
+            "outcome": {
+                "result": "failure",
+                "code": "28000",
+                "message": "the token's signature does not verify",
+            }
+        },
+    ),
+    ("session.closed", {"reason": "client_closed", "statements": 3, "rows": 41}, {}),
+]
+
+
+def console(**kw: Any) -> ApproverApp:
+    app = ApproverApp([], "token", clock=lambda: CLOCK, connect=False, **kw)
+    app.identity = BOB
+    return app
+
+
+async def fed(app: ApproverApp, pilot: Any) -> None:
+    app._header.update(app._identity_line())
+    for r in requests():
+        app._on_request(r)
+    left = request(id=rid(5), state="approved", created=NOW - timedelta(minutes=1))
+    app._on_request(left.model_copy(update={"state": "pending", "expires": NOW + timedelta(minutes=9)}))
+    app._on_request(left)
+    for etype, data, extra in EVENTS:
+        app._on_event(envelope(etype, data, **extra))
+    app._refresh_table()
+    app._flush_activity()
+    await pilot.pause()
+
+
+class FixedLedger(LedgerSource):
+    """The ledger panel's source with fixed answers: snapshots show screens, not a database."""
+
+    def __init__(self) -> None:
+        actor = ServiceActor(
+            sub="bob", iss=ISS, host="db", database="ledger", log_origin="pcigate.dev/ledger"
+        )
+        super().__init__("postgresql://never-used", (), actor)
+
+    async def read(self) -> LedgerStatus:
+        return ledger_status()
+
+    async def history(self, session_id: str, before: datetime, limit: int = 12) -> list[Line] | str:
+        lines = [summarize(envelope("command.executed", data)) for _, data, _ in EVENTS[1:2]]
+        return [line for line in lines if line is not None]
+
+
+def ledger_status() -> LedgerStatus:
+    cp = CheckpointRecord(
+        size=20867, root=bytes.fromhex("8589864aee240de710b7e690624cfc667c858a3130c34ea6bf474c5acaf8d101"),
+        note="", key_name="pcigate.dev/ledger", key_id=0xBCD6071A, created_at=NOW,
+        trusted_by=("pcigate.dev/ledger+bcd6071a+Abhtqt43",),
+    )  # fmt: skip
+    return LedgerStatus(
+        NOW + timedelta(seconds=90), cp, "signature verified with pcigate.dev/ledger+bcd6071a",
+        "extends the checkpoint of size 20,511 seen before (proof checked)", True,
+    )  # fmt: skip
+
+
+Steps = Callable[[ApproverApp, Any], Awaitable[None]]
+
+
+async def press(*keys: str) -> Steps:
+    async def go(app: ApproverApp, pilot: Any) -> None:
+        await pilot.press(*keys)
+        await pilot.pause()
+
+    return go
+
+
+async def nats_down(app: ApproverApp, pilot: Any) -> None:
+    app._on_link_state(False, "NATS unreachable (connection lost); reconnecting every 2 s")
+    await pilot.pause()
+
+
+SCREENS: dict[str, tuple[str, ...] | Steps] = {
+    "queue": (),
+    "detail": ("enter",),
+    "decision": ("a", *"CHG-1234: checked the ticket"),
+    "help": ("question_mark",),
+    "filter": ("slash", *"agent"),
+    "activity": ("2",),
+    "ledger": ("3",),
+    "nats-down": nats_down,
+}
+
+
+@pytest.mark.parametrize("name", list(SCREENS))
+async def test_screen(name: str) -> None:
+    app = console(ledger=FixedLedger(), ledger_origin="pcigate.dev/ledger")
+    app.ledger_status = ledger_status()
+    async with app.run_test(size=SIZE) as pilot:
+        await fed(app, pilot)
+        steps = SCREENS[name]
+        if callable(steps):
+            await steps(app, pilot)
+        else:
+            await pilot.press(*steps)
+            await pilot.pause()
+        await pilot.pause(0.3)
+        svg = app.export_screenshot(title=f"pcigate approve: {name}")
+    check(name, svg)
+
+
+def check(name: str, svg: str) -> None:
+    path = SNAPSHOTS / f"{name}.svg"
+    if os.environ.get("PCIGATE_UPDATE_SNAPSHOTS") or not path.exists():
+        if not os.environ.get("PCIGATE_UPDATE_SNAPSHOTS") and os.environ.get("CI"):
+            pytest.fail(f"no snapshot {path}: run with PCIGATE_UPDATE_SNAPSHOTS=1 and commit it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(svg)
+        return
+    if path.read_text() != svg:
+        actual = path.with_suffix(".actual.svg")
+        actual.write_text(svg)
+        pytest.fail(f"screen {name} changed: compare {actual} with {path}; if intended, update the snapshot")
