@@ -1,0 +1,112 @@
+"""The issue's done-when, through a real terminal: the dev stack's gateway holds alice's psql ``UPDATE
+cards``; bob runs ``pcigate approve`` in tmux at 80x24, filters to the request, presses ``a``, types a
+reason and enter; psql returns ``UPDATE 1``."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_approvals_e2e import approver, unique
+from tests.e2e.test_masking_e2e import psql_path
+from tests.gateway_support import GatewayEndpoint
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        shutil.which("tmux") is None, reason="tmux is not installed (Debian: apt install tmux)"
+    ),
+]
+
+
+class Tmux:
+    """A tmux server of the test's own (its own socket), one 80x24 window per program."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = False
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.name, *args], capture_output=True, text=True, timeout=30, check=True
+        )
+        return done.stdout
+
+    def window(self, title: str, command: str) -> None:
+        if not self.started:
+            self.run("new-session", "-d", "-s", self.name, "-n", title, "-x", "80", "-y", "24", command)
+            self.started = True
+        else:
+            self.run("new-window", "-t", self.name, "-n", title, command)
+
+    def screen(self, title: str) -> str:
+        return self.run("capture-pane", "-p", "-t", f"{self.name}:{title}")
+
+    def keys(self, title: str, *keys: str) -> None:
+        self.run("send-keys", "-t", f"{self.name}:{title}", *keys)
+
+    def until(self, title: str, check: Callable[[str], bool], within: float, what: str) -> str:
+        deadline = time.monotonic() + within
+        while True:
+            shown = self.screen(title)
+            if check(shown):
+                return shown
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; the {title} pane shows:\n{shown}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    session = Tmux(f"pcigate-test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield session
+    finally:
+        subprocess.run(["tmux", "-L", session.name, "kill-server"], capture_output=True, check=False)
+
+
+def test_alices_update_completes_when_bob_approves_it_in_the_console(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmux: Tmux, tmp_path: Path
+) -> None:
+    alice = unique("alice")
+    token = tmp_path / "bob.jwt"
+    token.write_text(approver(gateway))
+    token.chmod(0o600)
+    psql = shlex.join(
+        [psql_path(), "-X", "-h", gateway.host, "-p", str(gateway.port), "-U", alice, "-d", gateway.database,
+         "-c", "UPDATE cards SET exp_year = exp_year WHERE card_id = 7"]
+    )  # fmt: skip
+    password = gateway.token(sub=alice, groups=("payments-admins",))
+    tmux.window(
+        "alice", f"PGPASSWORD={shlex.quote(password)} PGSSLMODE=disable {psql}; echo PSQL-EXIT=$?; sleep 60"
+    )
+    tmux.until("alice", lambda s: "held for approval" in s, 30, "alice's statement to be held")
+    pcigate = Path(sys.executable).with_name("pcigate")
+    console = shlex.join(
+        [str(pcigate), "approve", "--config", dev_stack["config"], "--token-file", str(token)]
+    )
+    tmux.window("bob", console)
+    tmux.until(
+        "bob", lambda s: "approver: approvers" in s and "alice-" in s, 30, "the request in bob's queue"
+    )
+    tmux.keys("bob", "/")
+    tmux.keys("bob", "-l", alice)
+    tmux.keys("bob", "Enter")
+    tmux.until("bob", lambda s: s.count("alice-") == 1, 10, "the queue filtered to alice's request")
+    tmux.keys("bob", "a")
+    tmux.until("bob", lambda s: "Approve request" in s, 10, "the reason dialog")
+    tmux.keys("bob", "-l", "CHG-4242 checked in tmux")
+    tmux.keys("bob", "Enter")
+    shown = tmux.until("alice", lambda s: "PSQL-EXIT=" in s, 30, "psql to return")
+    assert "UPDATE 1" in shown and "PSQL-EXIT=0" in shown, shown
+    tmux.until("bob", lambda s: "approved" in s, 10, "the trace of the approval")
+    tmux.keys("bob", "q")
