@@ -35,6 +35,9 @@ __all__ = ["ApproverApp"]
 Decision = Literal["approve", "deny"]
 COLUMN: Final = "request"  # one column of two-line rows: at 80 columns the statement still has a line
 TRACE_MARKS: Final = {"approved": "✓", "denied": "✗", "expired": "⌛", "withdrawn": "↩"}
+# Rows drawn at most: the rest is reached by filter and sort (a DataTable of 10,000 two-line rows takes
+# seconds to rebuild, and nobody scans that many).
+MAX_ROWS: Final = 300
 FILTER_HINT: Final = "filter: requester, connection, rule, statement, id (esc clears)"
 ACTIVITY_HINT: Final = "filter the activity: type, person, connection, statement (esc clears)"
 TABS: Final = ("queue-pane", "activity-pane", "ledger-pane")
@@ -54,6 +57,8 @@ class ApproverApp(App[None]):
     #ledger { padding: 1 2; }
     #queue { height: 1fr; }
     #traces { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
+    #queue-note { display: none; height: 1; color: $warning; padding: 0 1; }
+    #queue-note.shown { display: block; }
     #detail-title, #decision-title, #help-title { text-style: bold; padding: 0 1; }
     #detail { padding: 0 1; }
     #detail-buttons { height: 3; }
@@ -108,6 +113,7 @@ class ApproverApp(App[None]):
         self._clock = clock
         self._started = clock()
         self._shown: list[str] = []
+        self._drawn: dict[str, Request] = {}  # the revision each shown row was drawn from
         self._refresh_due = False
         self.link = ConsoleLink(
             servers,
@@ -130,6 +136,7 @@ class ApproverApp(App[None]):
             id="queue", cursor_type="row", zebra_stripes=True, header_height=2
         )
         self._trace_line = Static("", id="traces")
+        self._note = Static("", id="queue-note")
         self._activity_status = Static("waiting for NATS", id="activity-status")
         self._activity_filter = Input(placeholder=ACTIVITY_HINT, id="activity-filter")
         self._activity_log = RichLog(id="activity", max_lines=2000, wrap=False, auto_scroll=True)
@@ -138,7 +145,7 @@ class ApproverApp(App[None]):
         yield from (self._header, self._banner)
         with self._tabs:
             with TabPane("Queue [1]", id="queue-pane"):
-                yield from (self._filter, self._queue_table, self._trace_line)
+                yield from (self._filter, self._note, self._queue_table, self._trace_line)
             with TabPane("Activity [2]", id="activity-pane"):
                 yield from (self._activity_status, self._activity_filter, self._activity_log)
             with TabPane("Ledger [3]", id="ledger-pane"):
@@ -295,8 +302,15 @@ class ApproverApp(App[None]):
         self._refresh_due = False
         table = self._table()
         now = self._clock()
-        rows = self.queue.rows()
+        matching = self.queue.rows()
+        rows = matching[:MAX_ROWS]
         ids = [r.id for r in rows]
+        self._note.set_class(len(matching) > MAX_ROWS, "shown")
+        if len(matching) > MAX_ROWS:
+            self._note.update(
+                f"showing the first {MAX_ROWS} of {len(matching):,} (by {self.queue.sort}): "
+                "/ filters, s sorts"
+            )
         if ids != self._shown:
             selected = self._selected_id()
             table.clear()
@@ -309,7 +323,9 @@ class ApproverApp(App[None]):
         else:
             width = self._row_width()
             for request in rows:
-                table.update_cell(request.id, COLUMN, entry(request, now, width))
+                if self._drawn.get(request.id) is not request:  # a newer revision (approvals, quorum)
+                    table.update_cell(request.id, COLUMN, entry(request, now, width))
+        self._drawn = {r.id: r for r in rows}
         self._trace_line.update(self._traces_text())
 
     def _tick(self) -> None:

@@ -1,0 +1,269 @@
+"""The approver console's latency and responsiveness (issue 7).
+
+**Queue latency** (aim: a held statement is in the queue within 200 ms of being held): ``--holds`` times,
+an asyncpg client sends ``UPDATE cards ... RETURNING card_id`` through the dev stack's gateway, whose
+``card-writes`` rule holds it; the clock starts at the request record's ``created`` (the gateway's clock,
+the same machine) and stops when the console, running headless in this process against the real NATS,
+has the row in its queue table. Each request is then denied (the console's own decide path) so the next
+starts from an empty queue.
+
+**Responsiveness with 10,000 pending requests**: a console fed by hand (no NATS) takes ``--pending``
+request records, then a busy activity feed (``--events`` audit events a second) while it is driven:
+the time to take the records and show the table, a cursor step (key ``down``), a filter keystroke, the
+once-a-second countdown tick, and a feed batch. Each is the handler's own time (median and worst);
+the event loop's lag over the run (how late a 10 ms timer fires) bounds how long a key waits before the
+console sees it. Drawing happens between handlers and shows in the lag.
+
+    PYTHONPATH=. .venv/bin/python bench/console_latency.py [--holds 50] [--pending 10000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg
+
+from bench.approval_roundtrip import percentile
+from bench.pgbench_gateway import (
+    DATABASE,
+    BenchError,
+    Stack,
+    pcigate,
+    say,
+    stack_before,
+    stack_down,
+    stack_up,
+)
+from schemas.approvals import Request, Requester
+from schemas.models import Statement
+from tui.app import ApproverApp
+
+AIM_MS = 200.0
+SIZE = (80, 24)
+HELD = "UPDATE cards SET exp_year = exp_year WHERE card_id = $1 RETURNING card_id"
+
+
+class TimedConsole(ApproverApp):
+    """The console, noting when each request first reaches its queue table."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.shown_at: dict[str, float] = {}
+
+    def _refresh_table(self) -> None:
+        super()._refresh_table()
+        now = time.time()
+        for request_id in self._shown:
+            self.shown_at.setdefault(request_id, now)
+
+
+def token(stack: Stack, sub: str, groups: str) -> str:
+    done = pcigate("token", "--home", str(stack.home), "--sub", sub, "--groups", groups, "--ttl", "2h")
+    if done.returncode:
+        raise BenchError(f"pcigate token failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+async def queue_latency(stack: Stack, holds: int) -> list[float]:
+    status = stack.status
+    host, port = status["gateway"]["postgres"].rsplit(":", 1)
+    requester = "bench-console-requester@example.com"
+    conn = await asyncpg.connect(host=host, port=int(port), user=requester, database=DATABASE, ssl=False,
+                                 password=token(stack, requester, "payments-admins"))  # fmt: skip
+    app = TimedConsole([status["nats"]], token(stack, "bench-console-approver@example.com", "approvers"))
+    latencies: list[float] = []
+    seen: set[str] = set()
+    async with app.run_test(size=SIZE) as pilot:
+        deadline = time.monotonic() + 20
+        while not (app.link.connected and app.identity is not None):
+            if time.monotonic() > deadline:
+                raise BenchError("the console did not connect and verify its token within 20 s")
+            await pilot.pause(0.05)
+        for i in range(holds):
+            held = asyncio.ensure_future(conn.fetchval(HELD, 1 + i % 1000))
+            request = await _appeared(app, requester, seen)
+            latencies.append(app.shown_at[request.id] - request.created.timestamp())
+            reply = await app.link.decide(request, "deny", reason="bench", token=app._token or "")
+            if reply.refused is not None:
+                raise BenchError(f"the deny was refused: {reply.message}")
+            with contextlib.suppress(asyncpg.InsufficientPrivilegeError):  # denied, as intended
+                await held
+    await conn.close()
+    return latencies
+
+
+async def _appeared(app: TimedConsole, requester: str, seen: set[str], within: float = 20.0) -> Request:
+    deadline = time.monotonic() + within
+    while True:
+        for request_id in app._shown:
+            r = app.queue.get(request_id)
+            if r is not None and r.requester.sub == requester and request_id not in seen:
+                seen.add(request_id)
+                return r
+        if time.monotonic() > deadline:
+            raise BenchError("a held statement did not reach the console's queue within 20 s")
+        await asyncio.sleep(0.002)
+
+
+STATEMENT = {
+    "text": "UPDATE cards SET exp_year = ? WHERE card_id = ?",
+    "text_truncated": False,
+    "masked_literals": 2,
+    "fingerprint": "cd" * 32,
+    "digest": {"key_id": "k1", "hmac_sha256": "ab" * 32},
+    "parameters": None,
+    "parameters_truncated": False,
+    "kind": "dml",
+    "objects": ["public.cards"],
+}
+
+
+def fake_requests(count: int, now: datetime) -> list[Request]:
+    statement = Statement.model_validate(STATEMENT)
+    return [
+        Request(
+            id=f"019300a0-0000-7000-8000-{i:012d}",
+            created=now - timedelta(seconds=i % 600),
+            expires=now + timedelta(seconds=60 + i),
+            gateway="gw-bench",
+            session_id="019300a0-0000-7000-8000-0000000000aa",
+            requester=Requester(sub=f"user-{i % 97}@example.com", iss="https://issuer.example", kind="human"),
+            connection=("payments", "reporting")[i % 2],
+            statement=statement,
+            binding="ef" * 32,
+            rule="card-writes",
+            why="rule card-writes matched",
+            approver_groups=("approvers",),
+            quorum=1,
+            scope="statement",
+        )
+        for i in range(count)
+    ]
+
+
+def audit_event(i: int) -> bytes:
+    return json.dumps({
+        "id": "x", "type": "command.executed", "time": "2026-12-05T02:00:00.000000Z",
+        "actor": {"sub": f"svc-{i % 50}"}, "target": {"connection": "payments"},
+        "outcome": {"result": "success"}, "policy": None,
+        "data": {"statement": {"text": "SELECT * FROM orders WHERE id = ?"}, "command_tag": "SELECT 1"},
+    }).encode()  # fmt: skip
+
+
+async def responsiveness(pending: int, events_per_s: int, seconds: float = 8.0) -> dict[str, list[float]]:
+    """Handler times for the console's work, and the event loop's lag (how late a 10 ms timer fires) over
+    ``seconds`` of a busy feed with a filter keystroke, cursor steps and the countdown tick going on: the
+    lag bounds how long a key waits before the console even sees it."""
+    now = datetime.now(UTC)
+    app = ApproverApp([], None, connect=False, clock=lambda: now)
+    out: dict[str, list[float]] = {k: [] for k in ("load", "cursor", "filter", "tick", "feed", "lag")}
+    async with app.run_test(size=SIZE) as pilot:
+        records = fake_requests(pending, now)
+        t0 = time.perf_counter()
+        for r in records:
+            app._on_request(r)
+        app._refresh_table()
+        out["load"].append(time.perf_counter() - t0)
+        await pilot.pause()
+        lag = asyncio.ensure_future(_lag(out["lag"]))
+        feed = asyncio.ensure_future(_busy_feed(app, events_per_s))
+        table = app._table()
+        try:
+            end = time.monotonic() + seconds
+            step = 0
+            while time.monotonic() < end:
+                step += 1
+                t = time.perf_counter()
+                table.action_cursor_down()
+                out["cursor"].append(time.perf_counter() - t)
+                if step % 10 == 0:  # a filter keystroke: the whole queue is filtered and redrawn
+                    app.queue.filter = ("user-4", "user-42", "")[step // 10 % 3]
+                    t = time.perf_counter()
+                    app._refresh_table()
+                    out["filter"].append(time.perf_counter() - t)
+                if step % 20 == 0:
+                    t = time.perf_counter()
+                    app._tick()
+                    out["tick"].append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    app._flush_activity()
+                    out["feed"].append(time.perf_counter() - t)
+                await asyncio.sleep(0.05)
+        finally:
+            feed.cancel()
+            lag.cancel()
+    return out
+
+
+async def _lag(into: list[float], every: float = 0.01) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(every)
+        into.append(max(0.0, loop.time() - t - every))
+
+
+async def _busy_feed(app: ApproverApp, per_second: int) -> None:
+    i = 0
+    while True:
+        for _ in range(max(1, per_second // 20)):
+            app._on_event(audit_event(i))
+            i += 1
+        await asyncio.sleep(0.05)
+
+
+def ms(values: Sequence[float]) -> str:
+    return f"{statistics.median(values) * 1000:8.1f} ms median, {max(values) * 1000:8.1f} ms worst"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--holds", type=int, default=50, help="held statements timed (default %(default)s)")
+    p.add_argument("--pending", type=int, default=10_000, help="requests in the responsiveness run")
+    p.add_argument("--events", type=int, default=1000, help="audit events a second in the busy feed")
+    p.add_argument("--home", default=".pcigate-bench", help="dev stack state directory (default %(default)s)")
+    p.add_argument("--keep", action="store_true", help="leave the dev stack running")
+    args = p.parse_args(argv)
+    result = asyncio.run(responsiveness(args.pending, args.events))
+    say(f"responsiveness with {args.pending:,} pending requests and {args.events:,} audit events/s:")
+    for name, what in (("load", "take the records, show the table"), ("cursor", "cursor step (down)"),
+                       ("filter", "filter keystroke, table redrawn"), ("tick", "countdown tick"),
+                       ("feed", "activity batch written")):  # fmt: skip
+        say(f"  {what:34} {ms(result[name])}")
+    lag = result["lag"]
+    p99, worst = percentile(lag, 99) * 1000, max(lag) * 1000
+    say(f"  {'event loop lag (10 ms timer)':34} {p99:8.1f} ms p99,    {worst:8.1f} ms worst")
+    stack = stack_before(Path(args.home))
+    try:
+        stack_up(stack)
+        if stack.gateway_address() is None:
+            raise BenchError(f"the gateway is not up: {stack.gateway_error}")
+        latencies = asyncio.run(queue_latency(stack, args.holds))
+    except BenchError as exc:
+        say(f"error: {exc}")
+        return 1
+    finally:
+        if stack.started_by_us and not args.keep:
+            stack_down(stack)
+    p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+    say(f"held -> in the console's queue, {len(latencies)} statements: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms")  # fmt: skip
+    say(f"aim: within {AIM_MS:.0f} ms: {'MET' if max(latencies) * 1000 <= AIM_MS else 'NOT MET'} (max)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
