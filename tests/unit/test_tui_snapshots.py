@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from evidence.api import CheckpointRecord, ServiceActor
+from pcigate.cli import main
 from schemas.approvals import Approver, Requester, WhoAmIReply
 from tests.unit.test_approvals_record import ISS, NOW, STATEMENT, request
 from tests.unit.test_tui_activity import envelope
@@ -215,3 +216,15 @@ def check(name: str, svg: str) -> None:
         actual = path.with_suffix(".actual.svg")
         actual.write_text(svg)
         pytest.fail(f"screen {name} changed: compare {actual} with {path}; if intended, update the snapshot")
+
+
+def test_the_console_refuses_a_token_from_stdin_and_an_unreadable_token_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It reads the keyboard, so `-` cannot mean stdin; a token file it cannot read is a usage error."""
+    assert main(["approve", "--token", "-"]) == 2
+    assert "the console reads the keyboard" in capsys.readouterr().err
+    assert main(["approve", "--token-file", str(tmp_path / "missing.jwt")]) == 2
+    assert "cannot read the token file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one source of the token only
+        main(["approve", "--token", "x", "--token-file", "y"])
