@@ -41,7 +41,7 @@ from bench.pgbench_gateway import (
     DATABASE,
     BenchError,
     Stack,
-    pcigate,
+    dev_token,
     say,
     stack_before,
     stack_down,
@@ -70,20 +70,17 @@ class TimedConsole(ApproverApp):
             self.shown_at.setdefault(request_id, now)
 
 
-def token(stack: Stack, sub: str, groups: str) -> str:
-    done = pcigate("token", "--home", str(stack.home), "--sub", sub, "--groups", groups, "--ttl", "2h")
-    if done.returncode:
-        raise BenchError(f"pcigate token failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 async def queue_latency(stack: Stack, holds: int) -> list[float]:
     status = stack.status
     host, port = status["gateway"]["postgres"].rsplit(":", 1)
     requester = "bench-console-requester@example.com"
     conn = await asyncpg.connect(host=host, port=int(port), user=requester, database=DATABASE, ssl=False,
-                                 password=token(stack, requester, "payments-admins"))  # fmt: skip
-    app = TimedConsole([status["nats"]], token(stack, "bench-console-approver@example.com", "approvers"))
+                                 password=dev_token(stack.home, requester, "--groups", "payments-admins",
+                                                    "--ttl", "2h"))  # fmt: skip
+    approver = dev_token(
+        stack.home, "bench-console-approver@example.com", "--groups", "approvers", "--ttl", "2h"
+    )
+    app = TimedConsole([status["nats"]], approver)
     latencies: list[float] = []
     seen: set[str] = set()
     async with app.run_test(size=SIZE) as pilot:

@@ -395,6 +395,14 @@ def pcigate(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[s
     )
 
 
+def dev_token(home: Path, sub: str, *options: str) -> str:
+    """A dev identity token from the stack in ``home`` (``pcigate token`` options after the subject)."""
+    done = pcigate("token", "--home", str(home), "--sub", sub, *options)
+    if done.returncode:
+        raise BenchError(f"pcigate token failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
 def find_pgbench(explicit: str | None) -> str:
     if explicit:
         return explicit

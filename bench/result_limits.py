@@ -38,7 +38,7 @@ from bench.pgbench_gateway import (
     DATABASE,
     BenchError,
     Stack,
-    pcigate,
+    dev_token,
     pcigate_argv,
     say,
     stack_before,
@@ -78,19 +78,13 @@ async def wait_listening(port: int, proc: subprocess.Popen[bytes], within: float
     raise BenchError(f"the bench gateway did not listen on {port} within {within:.0f} s")
 
 
-def token(stack: Stack, sub: str, *extra: str) -> str:
-    done = pcigate("token", "--home", str(stack.home), "--sub", sub, "--groups", "payments-admins", *extra)
-    if done.returncode:
-        raise BenchError(f"pcigate token failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 async def measure(stack: Stack, port: int, rows: int, rounds: int) -> dict[str, list[float]]:
     pg_host, pg_port = stack.postgres_address()
-    human = token(stack, "bench-human@example.com")
-    agent = token(
-        stack, "bench-agent@example.com", "--kind", "agent", "--on-behalf-of", "bench-human@example.com"
-    )
+    human = dev_token(stack.home, "bench-human@example.com", "--groups", "payments-admins")
+    agent = dev_token(
+        stack.home, "bench-agent@example.com", "--groups", "payments-admins", "--kind", "agent",
+        "--on-behalf-of", "bench-human@example.com",
+    )  # fmt: skip
     logins = {
         "direct": {
             "host": pg_host,

@@ -19,14 +19,14 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import nats.errors
 import nats.js.errors
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.approvals.record import Judgement, judge
 from gateway.audit import actor_of, auth_failed_event, subject_for
@@ -330,27 +330,21 @@ class ApprovalService:
     async def _on_decide(self, msg: Msg) -> None:
         # nats-py runs a subscription's callbacks one at a time: decisions on different requests must not
         # wait for each other's fsync and KV write (each request has its own lock).
-        self._spawn(self._answer(msg))
-
-    async def _answer(self, msg: Msg) -> None:
-        try:
-            reply = await self._decide(msg.data)
-        except Exception:
-            log.exception("approvals: deciding failed")
-            reply = DecideReply(refused="unavailable", message="the gateway could not process the decision")
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(reply.model_dump_json().encode())
+        failed = DecideReply(refused="unavailable", message="the gateway could not process the decision")
+        self._spawn(self._answer(msg, self._decide, failed))
 
     async def _on_whoami(self, msg: Msg) -> None:
-        self._spawn(self._whoami(msg))
+        failed = WhoAmIReply(refused="invalid_request", message="the gateway could not verify the token")
+        self._spawn(self._answer(msg, self._who, failed))
 
-    async def _whoami(self, msg: Msg) -> None:
+    async def _answer(
+        self, msg: Msg, handle: Callable[[bytes], Awaitable[BaseModel]], failed: BaseModel
+    ) -> None:
         try:
-            reply = await self._who(msg.data)
+            reply = await handle(msg.data)
         except Exception:
-            log.exception("approvals: whoami failed")
-            reply = WhoAmIReply(refused="invalid_request", message="the gateway could not verify the token")
+            log.exception("approvals: answering on %s failed", msg.subject)
+            reply = failed
         if msg.reply:
             with contextlib.suppress(Exception):
                 await msg.respond(reply.model_dump_json().encode())

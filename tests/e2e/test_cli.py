@@ -47,6 +47,7 @@ def test_help_lists_only_working_commands() -> None:
         "nats",
         "config",
         "approvals",
+        "approve",
     }
 
 
