@@ -208,6 +208,9 @@ class ApproverApp(App[None]):
             line.append(f"  approver: {', '.join(who.approver_groups)}", style="green")
         else:
             line.append("  watch only: not a person in an approver group", style="yellow")
+        if who.expires is not None:  # decisions need a live token: say when to get a new one
+            style = "bold red" if who.expires <= self._clock() else "dim"
+            line.append(f"  token until {who.expires:%H:%M} UTC", style=style)
         return line
 
     def _on_request(self, request: Request) -> None:
@@ -329,8 +332,10 @@ class ApproverApp(App[None]):
         self._trace_line.update(self._traces_text())
 
     def _tick(self) -> None:
-        """Once a second: expiry, and the countdowns of the rows on screen."""
+        """Once a second: expiry, the countdowns of the rows on screen, the token's validity."""
         now = self._clock()
+        if self.identity is not None and self.identity.expires is not None:
+            self._header.update(self._identity_line())
         if self.queue.expire(now):
             self._refresh_table()
         table = self._table()
