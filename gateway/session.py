@@ -231,6 +231,7 @@ class PgSession:
         self._last_seq = 0  # this session's newest audit record
         self._held_up: bytes | bytearray | None = None
         self._client_backlog: list[bytes] = []
+        self._backlog_bytes = 0
         self._wait: asyncio.Task[None] | None = None  # a hook's wait before judging a held statement
         self._scs = True  # standard_conforming_strings, as upstream last reported it
         self._held_down: deque[tuple[int, bytes | bytearray]] = deque()
@@ -615,6 +616,9 @@ class PgSession:
         self._last_activity = time.monotonic()
         if self._held_up is not None or self._wait is not None or self._client_backlog or self._cut:
             self._client_backlog.append(data)
+            self._backlog_bytes += len(data)
+            if self._backlog_bytes > self._max_msg:
+                self.client.pause_reading()  # enough waiting: the rest stays in the client's socket
             return
         self._guarded(self._process_client, data)
 
@@ -737,6 +741,7 @@ class PgSession:
         ):
             return
         backlog, self._client_backlog = self._client_backlog, []
+        self._backlog_bytes = 0
         if backlog:
             self._guarded(self._process_client, b"".join(backlog))
         if self._held_up is None and self._wait is None and not self.client.closed:
@@ -782,8 +787,10 @@ class PgSession:
             self.client.write(notice)
 
     def _hold_for(self, wait: Awaitable[None]) -> None:
-        """Stop reading from the client until ``wait`` is over (a hook bounds it), then go on."""
-        self.client.pause_reading()
+        """Hold what the client sends until ``wait`` is over (a hook bounds it), then go on. Reading goes
+        on (up to a message's worth of backlog): a client that disconnects while its statement waits for a
+        person ends the session, which withdraws the request, instead of leaving it to be approved and run
+        for nobody."""
 
         async def waiting() -> None:
             try:

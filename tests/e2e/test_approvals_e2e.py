@@ -326,6 +326,26 @@ def test_a_client_cancel_withdraws_the_request(held: GatewayEndpoint) -> None:
     assert blocked["outcome"]["code"] == "57014" and blocked["data"]["approval_id"] == request.id
 
 
+def test_a_client_that_disconnects_while_held_withdraws_the_request(held: GatewayEndpoint) -> None:
+    """Killed psql (Ctrl-C twice, a closed laptop): nobody waits for the statement any more, so nobody can
+    approve it into running."""
+    sub = unique("alice")
+    env = {**os.environ, "PGPASSWORD": held.token(sub=sub, groups=ADMINS), "PGSSLMODE": "disable"}
+    argv = [psql_path(), "-X", "-h", held.host, "-p", str(held.port), "-U", sub, "-d", held.database,
+            "-c", "UPDATE cards SET cvv = cvv WHERE card_id = 13"]  # fmt: skip
+    psql = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (request,) = pending_requests(held, sub)
+    finally:
+        psql.kill()
+        psql.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while record(held, request.id).state != "withdrawn":
+        assert time.monotonic() < deadline, record(held, request.id).state
+        time.sleep(0.05)
+    assert decide(held, request, approver(held)).refused == "not_pending"
+
+
 def test_a_session_scope_approval_covers_the_session_for_its_time(held: GatewayEndpoint) -> None:
     sub = unique("alice")
     sql = "UPDATE transactions SET status = status WHERE txn_id = %s"
