@@ -439,7 +439,9 @@ class ApproverApp(App[None]):
         box = self._active_filter()
         if box is not None:
             box.add_class("shown")
-            box.focus()
+            # Now, not at the next idle (Widget.focus): keys typed right after "/" belong to the filter,
+            # and an "a" among them must not reach the queue as "approve".
+            self.screen.set_focus(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input is self._filter:

@@ -4,6 +4,7 @@ reason and enter; psql returns ``UPDATE 1``."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -65,6 +66,14 @@ class Tmux:
             time.sleep(0.1)
 
 
+ROW = re.compile(r"^\s*\d+[smhd]\S*\s+\d+[smhd]\S*\s+\d+/\d+\s+\S+\s+(\S+)")  # left, age, q, icon, who
+
+
+def queue_rows(screen: str) -> list[str]:
+    """The requesters of the queue's rows on screen (not the filter box, not the trace lines)."""
+    return [m.group(1) for m in map(ROW.match, screen.splitlines()) if m is not None]
+
+
 @pytest.fixture
 def tmux() -> Iterator[Tmux]:
     session = Tmux(f"pcigate-test-{uuid.uuid4().hex[:8]}")
@@ -98,10 +107,12 @@ def test_alices_update_completes_when_bob_approves_it_in_the_console(
     tmux.until(
         "bob", lambda s: "approver: approvers" in s and "alice-" in s, 30, "the request in bob's queue"
     )
-    tmux.keys("bob", "/")
+    tmux.keys("bob", "/")  # as a person does: look for the filter box, type, look again
+    tmux.until("bob", lambda s: "filter: requester" in s, 10, "the filter box")
     tmux.keys("bob", "-l", alice)
+    tmux.until("bob", lambda s: "▊  " + alice in s, 10, "the filter typed")
     tmux.keys("bob", "Enter")
-    tmux.until("bob", lambda s: s.count("alice-") == 1, 10, "the queue filtered to alice's request")
+    tmux.until("bob", lambda s: queue_rows(s) == [alice], 10, "the queue filtered to alice's request")
     tmux.keys("bob", "a")
     tmux.until("bob", lambda s: "Approve request" in s, 10, "the reason dialog")
     tmux.keys("bob", "-l", "CHG-4242 checked in tmux")
