@@ -43,11 +43,9 @@ from bench.pgbench_gateway import (
     DATABASE,
     BenchError,
     Stack,
+    on_dev_stack,
     pcigate,
     say,
-    stack_before,
-    stack_down,
-    stack_up,
 )
 from pcigate.approvals_client import ApprovalsClient, effective_state
 from schemas.approvals import Request
@@ -180,18 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the dev stack running")
     p.add_argument("--json", default=None, help="write every sample and the summary here")
     args = p.parse_args(argv)
-    stack = stack_before(Path(args.home))
     try:
-        stack_up(stack)
-        if stack.gateway_address() is None:
-            raise BenchError(f"the gateway is not up: {stack.gateway_error}")
-        times = asyncio.run(measure(stack, args.count))
+        times = on_dev_stack(
+            Path(args.home), args.keep, lambda stack: asyncio.run(measure(stack, args.count))
+        )
     except BenchError as exc:
         say(f"error: {exc}")
         return 1
-    finally:
-        if stack.started_by_us and not args.keep:
-            stack_down(stack)
     names = {
         "roundtrip": "decision sent -> client has result",
         "reply": "decision sent -> approver has reply",

@@ -42,10 +42,8 @@ from bench.pgbench_gateway import (
     BenchError,
     Stack,
     dev_token,
+    on_dev_stack,
     say,
-    stack_before,
-    stack_down,
-    stack_up,
 )
 from schemas.approvals import Request, Requester
 from schemas.models import Statement
@@ -243,18 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     lag = result["lag"]
     p99, worst = percentile(lag, 99) * 1000, max(lag) * 1000
     say(f"  {'event loop lag (10 ms timer)':34} {p99:8.1f} ms p99,    {worst:8.1f} ms worst")
-    stack = stack_before(Path(args.home))
     try:
-        stack_up(stack)
-        if stack.gateway_address() is None:
-            raise BenchError(f"the gateway is not up: {stack.gateway_error}")
-        latencies = asyncio.run(queue_latency(stack, args.holds))
+        latencies = on_dev_stack(
+            Path(args.home), args.keep, lambda stack: asyncio.run(queue_latency(stack, args.holds))
+        )
     except BenchError as exc:
         say(f"error: {exc}")
         return 1
-    finally:
-        if stack.started_by_us and not args.keep:
-            stack_down(stack)
     p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
     say(f"held -> in the console's queue, {len(latencies)} statements: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
         f"max {max(latencies) * 1000:.1f} ms")  # fmt: skip

@@ -29,10 +29,10 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 
@@ -40,6 +40,7 @@ from pcigate.devstack import binaries
 from pcigate.devstack.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
+_T = TypeVar("_T")
 DEFAULT_HOME = ROOT / ".pcigate-bench"
 
 TARGETS = ("direct", "pgbouncer", "gateway")
@@ -510,6 +511,20 @@ def stack_up(stack: Stack) -> None:
     stack.status = dev_status(stack.home)
     if not stack.status.get("services", {}).get("postgres", {}).get("alive"):
         raise BenchError(f"the dev stack's PostgreSQL is not up: {stack.gateway_error or 'see dev status'}")
+
+
+def on_dev_stack(home: Path, keep: bool, measure: Callable[[Stack], _T]) -> _T:
+    """``measure`` with the dev stack in ``home`` up and its gateway running; the stack is taken down
+    afterwards if this started it (unless ``keep``). Raises BenchError when it cannot be used."""
+    stack = stack_before(home)
+    try:
+        stack_up(stack)
+        if stack.gateway_address() is None:
+            raise BenchError(f"the gateway is not up: {stack.gateway_error}")
+        return measure(stack)
+    finally:
+        if stack.started_by_us and not keep:
+            stack_down(stack)
 
 
 def stack_down(stack: Stack) -> None:

@@ -39,11 +39,9 @@ from bench.pgbench_gateway import (
     BenchError,
     Stack,
     dev_token,
+    on_dev_stack,
     pcigate_argv,
     say,
-    stack_before,
-    stack_down,
-    stack_up,
 )
 from pcigate.devstack.ports import free_port
 
@@ -124,6 +122,23 @@ def report(times: dict[str, list[float]], rows: int) -> str:
     return "\n".join(lines)
 
 
+def beside(stack: Stack, rows: int, rounds: int) -> dict[str, list[float]]:
+    """The measurement, with the bench's own gateway running beside the dev stack's."""
+    with tempfile.TemporaryDirectory(prefix="pcigate-bench-limits-") as tmp:
+        path, port = gateway_config(stack, Path(tmp))
+        proc = subprocess.Popen(
+            [*pcigate_argv(), "gateway", "--config", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            asyncio.run(wait_listening(port, proc))
+            return asyncio.run(measure(stack, port, rows, rounds))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -131,29 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--home", default=".pcigate-bench", help="dev stack state directory (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="leave the dev stack running")
     args = p.parse_args(argv)
-    stack = stack_before(Path(args.home))
-    proc: subprocess.Popen[bytes] | None = None
     try:
-        stack_up(stack)
-        with tempfile.TemporaryDirectory(prefix="pcigate-bench-limits-") as tmp:
-            path, port = gateway_config(stack, Path(tmp))
-            proc = subprocess.Popen(
-                [*pcigate_argv(), "gateway", "--config", str(path)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                asyncio.run(wait_listening(port, proc))
-                times = asyncio.run(measure(stack, port, args.rows, args.rounds))
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+        times = on_dev_stack(Path(args.home), args.keep, lambda stack: beside(stack, args.rows, args.rounds))
     except BenchError as exc:
         say(f"error: {exc}")
         return 1
-    finally:
-        if stack.started_by_us and not args.keep:
-            stack_down(stack)
     print(report(times, args.rows))
     return 0
 
