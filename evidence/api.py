@@ -26,6 +26,7 @@ Public names (everything else in ``evidence`` is private to the TUI and the repo
   :class:`BundleFormatError` (``evidence.proofs``);
 - the reader's identity: :class:`Recorder`, :class:`ServiceActor` (``evidence.own_events``);
 - the log's public keys: :func:`log_keys`, :class:`LogKey`;
+- the PCI DSS 10.2.2 details an event lacks: :func:`missing_10_2_2` (``evidence.pci``), for reports;
 - errors: :class:`ReadError` and its subclasses, :class:`ProofError`.
 """
 
@@ -44,6 +45,7 @@ from evidence import merkle
 from evidence.checkpoint import Checkpoint, NoteError, NoteSigner, NoteVerifier, load_signing_key, open_note
 from evidence.merkle import ProofError
 from evidence.own_events import Recorder, ServiceActor
+from evidence.pci import missing_10_2_2
 from evidence.proofs import BUNDLE_FORMAT, BundleCheck, BundleFormatError, ProofBundle, check_bundle
 from evidence.store import LedgerStore
 from schemas import AnyEvent, format_utc, parse_event
@@ -70,6 +72,7 @@ __all__ = [
     "UntrustedCheckpointError",
     "check_bundle",
     "log_keys",
+    "missing_10_2_2",
 ]
 
 MAX_LIMIT: Final = 10_000

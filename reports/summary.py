@@ -1,0 +1,185 @@
+"""What an evidence pack says about a period, folded from the ledger's events one at a time.
+
+Pure and bounded: :meth:`Summary.add` takes each entry as the read API streams it (index order) and keeps
+counts, a few samples per requirement and one pending-approval time per open request, never the events
+themselves, so a pack over millions of events runs in constant memory (the open approvals aside).
+:meth:`Summary.matrix` turns the counts into the PCI DSS v4.0.1 control matrix the pack prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+__all__ = ["CONTROLS", "Control", "MatrixRow", "Sample", "Summary"]
+
+Status = Literal["met", "evidenced", "no activity", "attention", "not assessed"]
+SAMPLES_PER_REQUIREMENT: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """An event a section shows as evidence, by its ledger index (its canonical bytes go in the pack)."""
+
+    index: int
+    event_id: str
+    type: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    requirement: str
+    title: str
+    evidence: str  # which events, in words
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixRow:
+    control: Control
+    count: int
+    status: Status
+    note: str
+
+
+CONTROLS: Final[tuple[Control, ...]] = (
+    Control("10.2.1.1", "individual user access to cardholder data", "statements that read or wrote CHD"),
+    Control("10.2.1.2", "actions with administrative access", "statements run with superuser rights"),
+    Control("10.2.1.3", "access to audit logs", "ledger.read records"),
+    Control("10.2.1.4", "invalid logical access attempts", "blocked statements, failed logins"),
+    Control("10.2.1.5", "changes to identification and authentication", "access granted and revoked"),
+    Control("10.2.1.6", "initialization, stopping or pausing of audit logs", "ledger started and stopped"),
+    Control("10.2.1.7", "creation and deletion of system-level objects", "DDL statements"),
+    Control("10.2.2", "audit log details recorded", "every event: user, type, time, result, origin, target"),
+    Control("10.3.2", "audit logs protected from modification", "Merkle tree and signed checkpoints"),
+    Control("10.5.1", "audit log history retained", "the oldest event still available"),
+    Control("10.7.2", "failures of audit logging detected", "audit gaps and failed ledger stops"),
+    Control("3.4.1", "PAN masked when displayed", "masking applied to results, errors and notices"),
+    Control("7.2.6", "query access restricted by role", "blocked and approved statements"),
+    Control("8.2.2", "shared and agent accounts tied to a person", "sessions of agents acting for a person"),
+    Control("8.6.1", "system and application accounts managed", "sessions of agent and service accounts"),
+)
+
+
+@dataclass(slots=True)
+class Summary:
+    """See the module docstring. ``complete`` is the 10.2.2 check (``evidence.api.missing_10_2_2``)."""
+
+    complete: Callable[[Mapping[str, Any]], bool]
+    events: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_requirement: Counter[str] = field(default_factory=Counter)
+    per_day: Counter[str] = field(default_factory=Counter)
+    identities: dict[str, set[str]] = field(
+        default_factory=lambda: {"human": set(), "agent": set(), "service": set()}
+    )
+    incomplete: int = 0  # events missing a 10.2.2 detail
+    pruned: int = 0  # entries whose payload retention removed (counted by type, not inspected)
+    newest_pruned: datetime | None = None
+    masked_values: int = 0
+    approvals: Counter[str] = field(default_factory=Counter)  # requested, approved, denied, expired
+    approval_latency_s: list[float] = field(default_factory=list)
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # missing stream sequence ranges
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    _requested: dict[str, datetime] = field(default_factory=dict)
+
+    def add(
+        self,
+        index: int,
+        event_type: str,
+        time: datetime,
+        pci: tuple[str, ...],
+        event: Mapping[str, Any] | None,
+    ) -> None:
+        """One ledger entry (``event`` None: its payload was pruned; it still counts by type)."""
+        self.events += 1
+        self.first = time if self.first is None else min(self.first, time)
+        self.last = time if self.last is None else max(self.last, time)
+        self.by_type[event_type] += 1
+        self.per_day[time.strftime("%Y-%m-%d")] += 1
+        for requirement in pci:
+            self.by_requirement[requirement] += 1
+            kept = self.samples.setdefault(requirement, [])
+            if len(kept) < SAMPLES_PER_REQUIREMENT:
+                kept.append(Sample(index, str((event or {}).get("id", "")), event_type, time))
+        if event is None:
+            self.pruned += 1
+            self.newest_pruned = time if self.newest_pruned is None else max(self.newest_pruned, time)
+            return
+        if not self.complete(event):
+            self.incomplete += 1
+        actor = event.get("actor") or {}
+        kind = actor.get("kind")
+        if kind in self.identities and actor.get("sub"):
+            self.identities[kind].add(str(actor["sub"]))
+        data = event.get("data") or {}
+        if event_type == "masking.applied":
+            self.masked_values += int(data.get("total_values") or 0)
+        elif event_type == "approval.requested":
+            self.approvals["requested"] += 1
+            self._requested[str(data.get("request_id"))] = time
+        elif event_type == "approval.decided" and data.get("final"):
+            decision = "approved" if data.get("decision") == "approve" else "denied"
+            self.approvals[decision] += 1
+            asked = self._requested.pop(str(data.get("request_id")), None)
+            if asked is not None:
+                self.approval_latency_s.append((time - asked).total_seconds())
+        elif event_type == "approval.expired":
+            self.approvals["expired"] += 1
+            self._requested.pop(str(data.get("request_id")), None)
+        elif event_type == "audit.gap":
+            self.gaps.append((int(data.get("first_missing") or 0), int(data.get("last_missing") or 0)))
+
+    @property
+    def completeness(self) -> float:
+        """Share of inspected events with every 10.2.2 detail, in percent (100 with none inspected)."""
+        inspected = self.events - self.pruned
+        return 100.0 if inspected == 0 else 100.0 * (inspected - self.incomplete) / inspected
+
+    def matrix(
+        self, *, integrity_verified: bool | None, oldest_available: datetime | None
+    ) -> list[MatrixRow]:
+        """The control matrix: per requirement, how many events evidence it and its status.
+        ``integrity_verified``: the pack's checkpoint chain and consistency proof held (None: not checked).
+        ``oldest_available``: the ledger's oldest event that still has its payload (10.5.1: a year of
+        history, three months at once)."""
+        rows: list[MatrixRow] = []
+        for control in CONTROLS:
+            count = self.by_requirement[control.requirement]
+            status: Status = "evidenced" if count else "no activity"
+            note = "" if count else "no such events in the period"
+            if control.requirement == "10.2.2":
+                status = "met" if self.incomplete == 0 else "attention"
+                note = f"{self.completeness:.2f}% of {self.events - self.pruned:,} events complete"
+            elif control.requirement == "10.3.2":
+                if integrity_verified is None:
+                    status, note = "not assessed", "checkpoint chain not checked"
+                else:
+                    status = "met" if integrity_verified else "attention"
+                    note = "checkpoints signed and consistent" if integrity_verified else "CHECK FAILED"
+            elif control.requirement == "10.5.1":
+                status, note = self._retention(oldest_available)
+            elif control.requirement == "10.7.2":
+                status = "attention" if self.gaps else "met"
+                note = f"{len(self.gaps)} gap(s) recorded" if self.gaps else "no gaps recorded"
+            rows.append(MatrixRow(control, count, status, note))
+        return rows
+
+    def _retention(self, oldest_available: datetime | None) -> tuple[Status, str]:
+        if self.last is None or oldest_available is None:
+            return "not assessed", "no events in the period"
+        if self.newest_pruned is not None and (self.last - self.newest_pruned).days < 365:
+            return (
+                "attention",
+                f"payloads pruned for events younger than a year (newest {self.newest_pruned:%Y-%m-%d})",
+            )
+        kept = (self.last - oldest_available).days
+        return (
+            "met",
+            f"nothing younger than a year pruned; oldest available {oldest_available:%Y-%m-%d} ({kept} days)",
+        )
