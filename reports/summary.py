@@ -14,10 +14,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-__all__ = ["CONTROLS", "Control", "MatrixRow", "Sample", "Summary"]
+__all__ = ["CONTROLS", "Control", "Decision", "Finding", "MatrixRow", "Sample", "Summary"]
 
 Status = Literal["met", "evidenced", "no activity", "attention", "not assessed"]
 SAMPLES_PER_REQUIREMENT: Final = 5
+LISTED: Final = 500  # register and exception rows a pack lists in full; beyond, it counts them
+EXCEPTION_TYPES: Final = ("command.blocked", "auth.failed", "approval.expired", "audit.gap", "sad.detected")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One row of the approvals register."""
+
+    request_id: str
+    requester: str
+    approver: str
+    decision: str  # approve | deny | expired
+    reason: str
+    requested: datetime | None
+    decided: datetime
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.requested is None else (self.decided - self.requested).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One row of the exceptions list: something refused, denied, failed or missing."""
+
+    index: int
+    time: datetime
+    type: str
+    who: str
+    what: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +116,9 @@ class Summary:
     approval_latency_s: list[float] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)  # missing stream sequence ranges
     samples: dict[str, list[Sample]] = field(default_factory=dict)
+    register: list[Decision] = field(default_factory=list)
+    exceptions: list[Finding] = field(default_factory=list)
+    unlisted: Counter[str] = field(default_factory=Counter)  # register / exceptions rows over LISTED
     _requested: dict[str, datetime] = field(default_factory=dict)
 
     def add(
@@ -129,11 +162,51 @@ class Summary:
             asked = self._requested.pop(str(data.get("request_id")), None)
             if asked is not None:
                 self.approval_latency_s.append((time - asked).total_seconds())
+            self._decided(data, _who(actor), str(data.get("decision")), asked, time)
         elif event_type == "approval.expired":
             self.approvals["expired"] += 1
-            self._requested.pop(str(data.get("request_id")), None)
+            asked = self._requested.pop(str(data.get("request_id")), None)
+            self._decided(data, "-", "expired", asked, time)
         elif event_type == "audit.gap":
             self.gaps.append((int(data.get("first_missing") or 0), int(data.get("last_missing") or 0)))
+        if event_type in EXCEPTION_TYPES or (
+            event_type == "approval.decided" and data.get("decision") == "deny"
+        ):
+            self._exception(index, time, event_type, _who(actor), event)
+
+    def _decided(
+        self, data: Mapping[str, Any], approver: str, decision: str, asked: datetime | None, time: datetime
+    ) -> None:
+        if len(self.register) >= LISTED:
+            self.unlisted["register"] += 1
+            return
+        requester = data.get("requester") or {}
+        self.register.append(
+            Decision(
+                request_id=str(data.get("request_id", "")),
+                requester=_who(requester),
+                approver=approver,
+                decision=decision,
+                reason=str(data.get("reason") or ""),
+                requested=asked,
+                decided=time,
+            )
+        )
+
+    def _exception(
+        self, index: int, time: datetime, event_type: str, who: str, event: Mapping[str, Any]
+    ) -> None:
+        if len(self.exceptions) >= LISTED:
+            self.unlisted["exceptions"] += 1
+            return
+        outcome = event.get("outcome") or {}
+        data = event.get("data") or {}
+        what = str(data.get("reason") or outcome.get("message") or outcome.get("code") or "")
+        self.exceptions.append(Finding(index, time, event_type, who, what))
+
+    @property
+    def sessions(self) -> int:
+        return self.by_type["session.opened"]
 
     @property
     def completeness(self) -> float:
@@ -161,7 +234,11 @@ class Summary:
                     status, note = "not assessed", "checkpoint chain not checked"
                 else:
                     status = "met" if integrity_verified else "attention"
-                    note = "checkpoints signed and consistent" if integrity_verified else "CHECK FAILED"
+                    note = (
+                        "checkpoints signed and consistent"
+                        if integrity_verified
+                        else "NOT VERIFIED: see the Integrity section"
+                    )
             elif control.requirement == "10.5.1":
                 status, note = self._retention(oldest_available)
             elif control.requirement == "10.7.2":
@@ -183,3 +260,9 @@ class Summary:
             "met",
             f"nothing younger than a year pruned; oldest available {oldest_available:%Y-%m-%d} ({kept} days)",
         )
+
+
+def _who(actor: Mapping[str, Any]) -> str:
+    """``sub`` (and ``→ person`` for an agent acting for one), as the pack names people."""
+    sub = str(actor.get("sub") or "?")
+    return f"{sub} → {actor['on_behalf_of']}" if actor.get("on_behalf_of") else sub

@@ -48,6 +48,7 @@ def test_help_lists_only_working_commands() -> None:
         "config",
         "approvals",
         "approve",
+        "report",
     }
 
 

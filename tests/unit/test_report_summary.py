@@ -88,6 +88,16 @@ def test_counts_latency_gaps_and_completeness() -> None:
     assert s.gaps == [(5, 7)] and s.masked_values == 12
     assert round(s.completeness, 2) == 90.0  # 9 of the 10 inspected
     assert [x.index for x in s.samples["10.2.1.1"]] == [1, 9, 10]
+    assert [(d.request_id, d.decision, d.latency_s) for d in s.register] == [
+        ("r1", "approve", 7.0),
+        ("r2", "expired", 289.0),
+    ]
+    assert [(f.index, f.type) for f in s.exceptions] == [
+        (2, "command.blocked"),
+        (6, "approval.expired"),
+        (8, "audit.gap"),
+    ]
+    assert s.sessions == 1
 
 
 def test_samples_are_bounded() -> None:
@@ -111,7 +121,7 @@ def test_the_control_matrix() -> None:
     s.add(2, "command.executed", T0 - timedelta(days=30), ("10.2.1.1",), None)  # pruned, a month old
     s.add(3, "command.executed", T0, (), event("command.executed", target=None))  # no target: incomplete
     rows = {r.control.requirement: r for r in s.matrix(integrity_verified=False, oldest_available=T0)}
-    assert rows["10.7.2"].status == "attention" and rows["10.3.2"].note == "CHECK FAILED"
+    assert rows["10.7.2"].status == "attention" and rows["10.3.2"].note.startswith("NOT VERIFIED")
     assert rows["10.5.1"].status == "attention" and rows["10.2.2"].status == "attention"
     assert {r.status for r in summary().matrix(integrity_verified=None, oldest_available=None)} >= {
         "not assessed"
