@@ -111,6 +111,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.until <= args.since:
         print("pcigate: --to must be after --from", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        import reports.render  # noqa: F401 - WeasyPrint loads the system's Pango here
+    except OSError as exc:
+        print(
+            f"pcigate: WeasyPrint cannot load its system libraries ({exc}); install Pango "
+            "(Debian: apt install libpango-1.0-0 libpangoft2-1.0-0)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     code, config = config_for(args)
     if config is None:
         return code
