@@ -1099,7 +1099,7 @@ class PgSession:
             if copies:
                 buf, parts, last = self._result_out(buf, copies, copy_hooked, self._on_copy_out, parts, last)
                 copies = []
-            if typ == m.COPY_DONE and budget is not None and self._cut_here():
+            if typ == m.COPY_DONE and budget is not None and self._cutting() is not None:
                 # a cut statement's COPY ends in our error, not in CopyDone
                 parts, last = _splice(parts, buf, last, s, e, b"")
                 continue
@@ -1238,7 +1238,7 @@ class PgSession:
     def _admitted(self, budget: ResultBudget, spans: list[tuple[int, int]]) -> int:
         """How many of a run of (adjacent) messages the result limits let through; past a limit the
         statement is cut. One check for the whole run unless it reaches a limit."""
-        if self._cut_here():
+        if self._cutting() is not None:
             return 0
         if budget.admit_run(len(spans), spans[-1][1] - spans[0][0]):
             return len(spans)
@@ -1254,10 +1254,10 @@ class PgSession:
                 return i
         return len(spans)
 
-    def _cut_here(self) -> bool:
-        """The results now arriving belong to a cut statement."""
+    def _cutting(self) -> Cut | None:
+        """The cut that the responses now arriving (``_expect[0]``'s) belong to, if any."""
         cut = self._cut
-        return cut is not None and bool(self._expect) and cut.entry is self._expect[0]
+        return cut if cut is not None and self._expect and cut.entry is self._expect[0] else None
 
     def _start_cut(self, breach: Breach) -> None:
         """Withhold the rest of the current statement's results and cancel it upstream. Its failure (our
@@ -1374,9 +1374,9 @@ class PgSession:
         if not expect:
             return None
         entry = expect[0]
-        tag = m.parse_command_complete(m.message_body(buf, s, e))
-        if self._cut is not None and self._cut.entry is entry:
+        if self._cutting() is not None:
             return self._cut_completed(entry)
+        tag = m.parse_command_complete(m.message_body(buf, s, e))
         if entry.kind == K_QUERY:
             if entry.idx < len(entry.stmts):
                 running = entry.stmts[entry.idx]
@@ -1392,7 +1392,7 @@ class PgSession:
 
     def _on_suspended(self) -> bytes | None:
         if self._expect and self._expect[0].kind == K_EXECUTE:
-            if self._cut is not None and self._cut.entry is self._expect[0]:
+            if self._cutting() is not None:
                 return self._cut_completed(self._expect[0])
             entry = self._expect.popleft()
             if entry.stmts:
@@ -1419,8 +1419,9 @@ class PgSession:
             self.hooks.error(current.view if current else None, fields)
         code = fields.get("C")
         message = fields.get("M")
-        if self._cut is not None and self._cut.entry is entry:
-            code, message = "54000", self._cut.message  # most likely our cancel
+        cut = self._cutting()
+        if cut is not None:
+            code, message = "54000", cut.message  # most likely our cancel
         if entry.kind in (K_QUERY, K_FUNC):
             entry.failed = True
             if current is not None:
