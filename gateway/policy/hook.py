@@ -67,7 +67,8 @@ class PolicyHook(Hook):
         service = self._runtime.approvals
         if service is None or self._refusing:
             return None
-        decision = self._runtime.engine.decide(self._who, self._facts(stmt.text, stmt.scs_on))
+        facts = self._facts(stmt.text, stmt.scs_on)
+        decision = self._runtime.engine.decide(self._who, facts)
         if decision.action != "require_approval" or decision.approval is None or not decision.approval.groups:
             return None  # refused or let through when judged
         key = _key(stmt.text, stmt.params)
@@ -77,17 +78,22 @@ class PolicyHook(Hook):
             return None
         if self._granted(decision.rule) is not None:
             return None
-        return self._hold(service, key, stmt, decision)
+        return self._hold(service, key, stmt, decision, tuple(sorted(facts.columns)))
 
     async def _hold(
-        self, service: ApprovalService, key: _Key, stmt: PendingStatement, decision: Decision
+        self,
+        service: ApprovalService,
+        key: _Key,
+        stmt: PendingStatement,
+        decision: Decision,
+        columns: tuple[str, ...],
     ) -> None:
         assert decision.approval is not None
         request_id = new_event_id()
         # Whatever happens, the statement leaves with an outcome: without one it would be held again.
         outcome = Outcome("unavailable", request_id, "the approval service failed (see the gateway log)")
         try:
-            outcome = await service.hold(self._ticket(request_id, stmt, decision))
+            outcome = await service.hold(self._ticket(request_id, stmt, decision, columns))
         except asyncio.CancelledError:
             outcome = Outcome("withdrawn", request_id, "the client cancelled the statement")
             raise
@@ -97,7 +103,9 @@ class PolicyHook(Hook):
             self._outcomes[key] = (outcome, time.monotonic() + decision.approval.timeout.total_seconds())
             self._refusing = outcome.state != "approved"
 
-    def _ticket(self, request_id: str, stmt: PendingStatement, decision: Decision) -> Ticket:
+    def _ticket(
+        self, request_id: str, stmt: PendingStatement, decision: Decision, columns: tuple[str, ...]
+    ) -> Ticket:
         session = self._session
         audit = session.audit
         assert audit is not None and decision.approval is not None
@@ -117,7 +125,7 @@ class PolicyHook(Hook):
             why=decision.why,
             spec=decision.approval,
             notify=session.notify,
-            columns=tuple(sorted(self._facts(stmt.text, stmt.scs_on).columns)),
+            columns=columns,
         )
 
     def parse(self, stmt: PendingStatement) -> Verdict | None:
