@@ -75,35 +75,29 @@ class ResultBudget:
 
     def admit(self, size: int) -> Breach | None:
         """Count one row of ``size`` bytes; the limit it would break instead (it is then not counted)."""
-        rows = self.rows + 1
-        nbytes = self.bytes + size
-        total_rows = self.total_rows + 1
+        return self._count(1, size)
+
+    def admit_run(self, rows: int, size: int) -> bool:
+        """Count ``rows`` rows of ``size`` bytes in all if every limit allows all of them (else count
+        nothing: :meth:`admit` then finds the row that breaks one)."""
+        return self._count(rows, size) is None
+
+    def _count(self, rows: int, size: int) -> Breach | None:
+        total_rows = self.total_rows + rows
         total_bytes = self.total_bytes + size
         if total_rows > self._session_rows:
             return Breach("session", "rows", self._session_rows, self._kind)
         if total_bytes > self._session_bytes:
             return Breach("session", "bytes", self._session_bytes, self._kind)
+        nrows = self.rows + rows
+        nbytes = self.bytes + size
         if not self._lifted:
-            if rows > self._statement_rows:
+            if nrows > self._statement_rows:
                 return Breach("statement", "rows", self._statement_rows, self._kind)
             if nbytes > self._statement_bytes:
                 return Breach("statement", "bytes", self._statement_bytes, self._kind)
-        self.rows, self.bytes, self.total_rows, self.total_bytes = rows, nbytes, total_rows, total_bytes
-        return None
-
-    def admit_run(self, rows: int, size: int) -> bool:
-        """Count ``rows`` rows of ``size`` bytes in all if every limit allows all of them (else count
-        nothing: :meth:`admit` then finds the row that breaks one)."""
-        total_rows = self.total_rows + rows
-        total_bytes = self.total_bytes + size
-        if total_rows > self._session_rows or total_bytes > self._session_bytes:
-            return False
-        nrows = self.rows + rows
-        nbytes = self.bytes + size
-        if not self._lifted and (nrows > self._statement_rows or nbytes > self._statement_bytes):
-            return False
         self.rows, self.bytes, self.total_rows, self.total_bytes = nrows, nbytes, total_rows, total_bytes
-        return True
+        return None
 
     def lift_statement_limits(self) -> None:
         """Until the statement ends, only the session limits apply."""
