@@ -141,19 +141,22 @@ def quick_expiry(
         "name": "quick-expiry",
         "match": {"statements": ["read"], "tables": ["public.customers"]},
         "action": "require_approval",
-        "approval": {"groups": ["approvers"], "timeout": "3s"},
+        "approval": {"groups": ["approvers"], "timeout": "5s"},
     }
     with private_gateway(dev_stack["config"], gateway, tmp_path_factory.mktemp("expiry"), [rule]) as gw:
         yield gw
 
 
 async def test_an_expired_request_leaves_a_trace(quick_expiry: GatewayEndpoint) -> None:
+    """The console is connected before the statement is held: the request must be seen pending before it
+    expires, and a loaded CI machine can take seconds to start a Textual app."""
     gw = quick_expiry
     alice = unique("alice")
     conn = connect(gw, alice)
-    read = in_thread(lambda: conn.execute("SELECT count(*) FROM customers").fetchone())
     try:
         async with console(gw, approver(gw)) as (app, pilot):
+            await until(lambda: app.identity is not None and app.link.connected, what="a verified identity")
+            read = in_thread(lambda: conn.execute("SELECT count(*) FROM customers").fetchone())
             await only(pilot, app, alice)
             await until(lambda: not app._shown, within=20, what="the request expiring")
             assert app.queue.traces[0].state == "expired"
