@@ -64,8 +64,9 @@ async def _build(config: Config, args: argparse.Namespace, progress: _Progress) 
     from pcigate import __version__
     from pcigate.cli_ledger import _log_keys, _reader_actor
     from pcigate.config import resolve_secret
+    from reports.pack import pack_files
     from reports.read import Period, read_integrity, read_period
-    from reports.render import render_html, render_pdf
+    from reports.render import pdf_date, render_html, render_pdf
     from reports.summary import Summary
 
     dsn = resolve_secret(config.ledger.dsn, key="ledger.dsn")
@@ -80,16 +81,20 @@ async def _build(config: Config, args: argparse.Namespace, progress: _Progress) 
         first, last = await read_period(reader, period, summary, progress)
         if last is not None:  # a period reaching now: its newest events are signed at the next checkpoint
             await _until_signed(reader, last, 3 * config.ledger.checkpoint_interval.total_seconds())
-        integrity = await read_integrity(reader, first, last)
+        integrity = await read_integrity(reader, first, last, summary.samples)
         head = await reader.events(limit=100)  # the oldest entries: which still has its payload (10.5.1)
         oldest = next((r.time for r in head if r.event is not None), None)
     finally:
         await conn.close()
+    origin = config.ledger.origin
+    files, digest = pack_files(
+        integrity, period, origin=origin, keys=keys, generator=f"pcigate {__version__}"
+    )
     html = render_html(
-        summary, integrity, period, origin=config.ledger.origin, keys=keys, version=__version__,
-        oldest_available=oldest,
+        summary, integrity, period, origin=origin, keys=keys, version=__version__, oldest_available=oldest,
+        manifest_sha256=digest,
     )  # fmt: skip
-    return render_pdf(html), integrity
+    return render_pdf(html, files, pdf_date(integrity, period)), integrity
 
 
 async def _until_signed(reader: LedgerReader, index: int, within: float) -> None:

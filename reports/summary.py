@@ -19,6 +19,11 @@ __all__ = ["CONTROLS", "Control", "Decision", "Finding", "MatrixRow", "Sample", 
 Status = Literal["met", "evidenced", "no activity", "attention", "not assessed"]
 SAMPLES_PER_REQUIREMENT: Final = 5
 LISTED: Final = 500  # register and exception rows a pack lists in full; beyond, it counts them
+WHAT_CHARS: Final = 160  # of a sample's statement or reason
+LATENCY_BUCKETS: Final[tuple[tuple[float, str], ...]] = (
+    (10.0, "< 10 s"), (60.0, "10 s to 1 min"), (300.0, "1 to 5 min"), (900.0, "5 to 15 min"),
+    (3600.0, "15 min to 1 h"), (float("inf"), ">= 1 h"),
+)  # fmt: skip
 EXCEPTION_TYPES: Final = ("command.blocked", "auth.failed", "approval.expired", "audit.gap", "sad.detected")
 
 
@@ -52,12 +57,15 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """An event a section shows as evidence, by its ledger index (its canonical bytes go in the pack)."""
+    """An event a section shows as evidence, by its ledger index (its canonical bytes and inclusion proof go
+    in the pack's ``evidence.json``). ``what`` is from the event itself, which the gateway already masked."""
 
     index: int
     event_id: str
     type: str
     time: datetime
+    who: str
+    what: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,8 @@ class Summary:
     newest_pruned: datetime | None = None
     masked_values: int = 0
     approvals: Counter[str] = field(default_factory=Counter)  # requested, approved, denied, expired
-    approval_latency_s: list[float] = field(default_factory=list)
+    # decision latencies rounded to 0.1 s: exact enough for percentiles, bounded by the approval timeouts
+    approval_latency: Counter[float] = field(default_factory=Counter)
     gaps: list[tuple[int, int]] = field(default_factory=list)  # missing stream sequence ranges
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     register: list[Decision] = field(default_factory=list)
@@ -138,8 +147,8 @@ class Summary:
         for requirement in pci:
             self.by_requirement[requirement] += 1
             kept = self.samples.setdefault(requirement, [])
-            if len(kept) < SAMPLES_PER_REQUIREMENT:
-                kept.append(Sample(index, str((event or {}).get("id", "")), event_type, time))
+            if event is not None and len(kept) < SAMPLES_PER_REQUIREMENT:  # a pruned one cannot be proven
+                kept.append(_sample(index, event_type, time, event))
         if event is None:
             self.pruned += 1
             self.newest_pruned = time if self.newest_pruned is None else max(self.newest_pruned, time)
@@ -161,7 +170,7 @@ class Summary:
             self.approvals[decision] += 1
             asked = self._requested.pop(str(data.get("request_id")), None)
             if asked is not None:
-                self.approval_latency_s.append((time - asked).total_seconds())
+                self.approval_latency[round((time - asked).total_seconds(), 1)] += 1
             self._decided(data, _who(actor), str(data.get("decision")), asked, time)
         elif event_type == "approval.expired":
             self.approvals["expired"] += 1
@@ -207,6 +216,26 @@ class Summary:
     @property
     def sessions(self) -> int:
         return self.by_type["session.opened"]
+
+    def latency_percentile(self, p: float) -> float | None:
+        """The ``p``-th percentile (0..100, nearest rank) of decision latencies in seconds."""
+        total = sum(self.approval_latency.values())
+        if not total:
+            return None
+        rank = max(1, -(-total * p // 100))
+        seen = 0
+        for value in sorted(self.approval_latency):
+            seen += self.approval_latency[value]
+            if seen >= rank:
+                return value
+        return max(self.approval_latency)  # pragma: no cover - rank <= total
+
+    def latency_histogram(self) -> Counter[str]:
+        """Decisions per latency bucket (:data:`LATENCY_BUCKETS`), every bucket present."""
+        out: Counter[str] = Counter({label: 0 for _, label in LATENCY_BUCKETS})
+        for value, n in self.approval_latency.items():
+            out[next(label for bound, label in LATENCY_BUCKETS if value < bound)] += n
+        return out
 
     @property
     def completeness(self) -> float:
@@ -260,6 +289,22 @@ class Summary:
             "met",
             f"nothing younger than a year pruned; oldest available {oldest_available:%Y-%m-%d} ({kept} days)",
         )
+
+
+def _sample(index: int, event_type: str, time: datetime, event: Mapping[str, Any]) -> Sample:
+    data = event.get("data") or {}
+    statement = data.get("statement") if isinstance(data, Mapping) else None
+    outcome = event.get("outcome") or {}
+    if isinstance(statement, Mapping) and statement.get("text"):
+        what = str(statement["text"])
+    else:
+        what = str(
+            (data.get("reason") if isinstance(data, Mapping) else None) or outcome.get("message") or ""
+        )
+    what = " ".join(what.split())
+    if len(what) > WHAT_CHARS:
+        what = what[: WHAT_CHARS - 1] + "…"
+    return Sample(index, str(event.get("id", "")), event_type, time, _who(event.get("actor") or {}), what)
 
 
 def _who(actor: Mapping[str, Any]) -> str:

@@ -49,6 +49,7 @@ def test_help_lists_only_working_commands() -> None:
         "approvals",
         "approve",
         "report",
+        "verify-pack",
     }
 
 

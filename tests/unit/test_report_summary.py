@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evidence.api import missing_10_2_2
-from reports.summary import SAMPLES_PER_REQUIREMENT, Summary
+from reports.summary import SAMPLES_PER_REQUIREMENT, WHAT_CHARS, Summary
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -84,10 +84,12 @@ def test_counts_latency_gaps_and_completeness() -> None:
     assert s.by_type["command.executed"] == 3 and s.per_day == {"2026-12-01": 9, "2026-12-02": 2}
     assert s.identities["agent"] == {"agent-1"} and s.identities["human"] == {"human-1"}
     assert dict(s.approvals) == {"requested": 2, "approved": 1, "expired": 1}
-    assert s.approval_latency_s == [7.0]
+    assert s.approval_latency == {7.0: 1} and s.latency_percentile(50) == 7.0
+    assert s.latency_histogram() == {"< 10 s": 1, "10 s to 1 min": 0, "1 to 5 min": 0, "5 to 15 min": 0,
+                                     "15 min to 1 h": 0, ">= 1 h": 0}  # fmt: skip
     assert s.gaps == [(5, 7)] and s.masked_values == 12
     assert round(s.completeness, 2) == 90.0  # 9 of the 10 inspected
-    assert [x.index for x in s.samples["10.2.1.1"]] == [1, 9, 10]
+    assert [x.index for x in s.samples["10.2.1.1"]] == [1, 9]  # not 10: a pruned payload cannot be proven
     assert [(d.request_id, d.decision, d.latency_s) for d in s.register] == [
         ("r1", "approve", 7.0),
         ("r2", "expired", 289.0),
@@ -105,6 +107,36 @@ def test_samples_are_bounded() -> None:
     for i in range(100):
         s.add(i, "command.executed", T0, ("10.2.1.1",), event("command.executed"))
     assert len(s.samples["10.2.1.1"]) == SAMPLES_PER_REQUIREMENT
+
+
+def test_a_sample_says_who_and_what_in_one_short_line() -> None:
+    s = summary()
+    long = "SELECT   pan\n  FROM cards WHERE note = '" + "x" * 300 + "'"
+    agent = {"sub": "agent-7", "kind": "agent", "on_behalf_of": "alice@example.com"}
+    s.add(
+        0,
+        "command.executed",
+        T0,
+        ("10.2.1.1",),
+        event("command.executed", {"statement": {"text": long}}, actor=agent),
+    )
+    s.add(1, "command.blocked", T0, ("10.2.1.4",), event("command.blocked", {"reason": "rule no-drop"}))
+    (ran,) = s.samples["10.2.1.1"]
+    assert ran.who == "agent-7 → alice@example.com" and ran.what.startswith("SELECT pan FROM cards WHERE")
+    assert len(ran.what) == WHAT_CHARS and ran.what.endswith("…")
+    assert s.samples["10.2.1.4"][0].what == "rule no-drop"
+
+
+def test_latency_percentiles_are_nearest_rank_over_a_bounded_histogram() -> None:
+    s = summary()
+    for i in range(1, 101):  # 1.0 s .. 100.0 s, each once
+        s.add(2 * i, "approval.requested", T0, (), event("approval.requested", {"request_id": f"r{i}"}))
+        decided = event("approval.decided", {"request_id": f"r{i}", "decision": "approve", "final": True})
+        s.add(2 * i + 1, "approval.decided", T0 + timedelta(seconds=i), (), decided)
+    assert s.latency_percentile(50) == 50.0 and s.latency_percentile(95) == 95.0
+    assert s.latency_percentile(100) == 100.0 and summary().latency_percentile(50) is None
+    histogram = s.latency_histogram()
+    assert histogram["< 10 s"] == 9 and histogram["10 s to 1 min"] == 50 and histogram["1 to 5 min"] == 41
 
 
 def test_the_control_matrix() -> None:
