@@ -208,10 +208,7 @@ class Summary:
         if len(self.exceptions) >= LISTED:
             self.unlisted["exceptions"] += 1
             return
-        outcome = event.get("outcome") or {}
-        data = event.get("data") or {}
-        what = str(data.get("reason") or outcome.get("message") or outcome.get("code") or "")
-        self.exceptions.append(Finding(index, time, event_type, who, what))
+        self.exceptions.append(Finding(index, time, event_type, who, _what(event, why_first=True)))
 
     @property
     def sessions(self) -> int:
@@ -292,19 +289,24 @@ class Summary:
 
 
 def _sample(index: int, event_type: str, time: datetime, event: Mapping[str, Any]) -> Sample:
-    data = event.get("data") or {}
-    statement = data.get("statement") if isinstance(data, Mapping) else None
-    outcome = event.get("outcome") or {}
-    if isinstance(statement, Mapping) and statement.get("text"):
-        what = str(statement["text"])
-    else:
-        what = str(
-            (data.get("reason") if isinstance(data, Mapping) else None) or outcome.get("message") or ""
-        )
+    return Sample(
+        index, str(event.get("id", "")), event_type, time, _who(event.get("actor") or {}), _what(event)
+    )
+
+
+def _what(event: Mapping[str, Any], *, why_first: bool = False) -> str:
+    """One line: the (already masked) statement, and with ``why_first`` the reason or code before it;
+    without a statement, the reason, message or code. At most :data:`WHAT_CHARS` characters."""
+    data = event.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    outcome = event.get("outcome")
+    outcome = outcome if isinstance(outcome, Mapping) else {}
+    statement = data.get("statement")
+    text = str(statement.get("text") or "") if isinstance(statement, Mapping) else ""
+    why = str(data.get("reason") or outcome.get("message") or outcome.get("code") or "")
+    what = (f"{why}: {text}" if why and text else why or text) if why_first else text or why
     what = " ".join(what.split())
-    if len(what) > WHAT_CHARS:
-        what = what[: WHAT_CHARS - 1] + "…"
-    return Sample(index, str(event.get("id", "")), event_type, time, _who(event.get("actor") or {}), what)
+    return what if len(what) <= WHAT_CHARS else what[: WHAT_CHARS - 1] + "…"
 
 
 def _who(actor: Mapping[str, Any]) -> str:
