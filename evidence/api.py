@@ -26,7 +26,10 @@ Public names (everything else in ``evidence`` is private to the TUI and the repo
   :class:`BundleFormatError` (``evidence.proofs``);
 - the reader's identity: :class:`Recorder`, :class:`ServiceActor` (``evidence.own_events``);
 - the log's public keys: :func:`log_keys`, :class:`LogKey`;
-- the PCI DSS 10.2.2 details an event lacks: :func:`missing_10_2_2` (``evidence.pci``), for reports;
+- the PCI DSS 10.2.2 details an event lacks: :func:`missing_10_2_2`, and the requirements an event
+  evidences: :func:`pci_requirements` (``evidence.pci``), for reports;
+- offline checks of a pack (``pcigate verify-pack``): :class:`Checkpoint`, :class:`NoteVerifier`,
+  :class:`NoteError` (``evidence.checkpoint``), :func:`verify_consistency` (``evidence.merkle``);
 - errors: :class:`ReadError` and its subclasses, :class:`ProofError`.
 """
 
@@ -43,9 +46,10 @@ import asyncpg
 
 from evidence import merkle
 from evidence.checkpoint import Checkpoint, NoteError, NoteSigner, NoteVerifier, load_signing_key, open_note
-from evidence.merkle import ProofError
+from evidence.merkle import ProofError, verify_consistency
 from evidence.own_events import Recorder, ServiceActor
 from evidence.pci import missing_10_2_2
+from evidence.pci import requirements as pci_requirements
 from evidence.proofs import BUNDLE_FORMAT, BundleCheck, BundleFormatError, ProofBundle, check_bundle
 from evidence.store import LedgerStore
 from schemas import AnyEvent, format_utc, parse_event
@@ -55,6 +59,7 @@ __all__ = [
     "MAX_LIMIT",
     "BundleCheck",
     "BundleFormatError",
+    "Checkpoint",
     "CheckpointRecord",
     "ConsistencyProof",
     "EventNotFoundError",
@@ -63,6 +68,8 @@ __all__ = [
     "LedgerReader",
     "LogKey",
     "NotCoveredError",
+    "NoteError",
+    "NoteVerifier",
     "ProofBundle",
     "ProofError",
     "ReadError",
@@ -73,6 +80,8 @@ __all__ = [
     "check_bundle",
     "log_keys",
     "missing_10_2_2",
+    "pci_requirements",
+    "verify_consistency",
 ]
 
 MAX_LIMIT: Final = 10_000

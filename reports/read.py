@@ -18,10 +18,10 @@ from evidence.api import (
     ConsistencyProof,
     EventRecord,
     LedgerReader,
+    ProofBundle,
     ProofError,
     ReadError,
 )
-from evidence.proofs import ProofBundle
 from reports.summary import Sample, Summary
 
 __all__ = ["CHAIN_LISTED", "Integrity", "Period", "Proven", "read_integrity", "read_period"]

@@ -10,7 +10,7 @@ What holds when :func:`check_pack` is ok:
    first; the last is the manifest's checkpoint and covers the period's last ledger index.
 3. Every sampled event's canonical bytes hash (RFC 9162 leaf) into the last checkpoint's root through its
    inclusion path; it lies in the period (time, ledger range, connections) and evidences the requirements
-   it is listed under, by the ledger's own mapping (``evidence.pci.requirements``) recomputed here.
+   it is listed under, by the ledger's own mapping (``evidence.api.pci_requirements``) recomputed here.
 
 Only signatures protect against someone who rewrites the whole pack; so trust comes from ``--key``, keys
 obtained from the operator out of band. Without them the pack's own ``keys.json`` is used and the result
@@ -27,9 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from evidence import merkle, pci
-from evidence.checkpoint import Checkpoint, NoteError, NoteVerifier
-from evidence.proofs import ProofBundle, check_bundle
+from evidence.api import (
+    Checkpoint,
+    NoteError,
+    NoteVerifier,
+    ProofBundle,
+    ProofError,
+    check_bundle,
+    pci_requirements,
+    verify_consistency,
+)
 from reports.pack import CHECKPOINTS, EVIDENCE, FORMATS, KEYS, MANIFEST, sha256
 
 __all__ = ["Finding", "PackCheck", "check_pack", "cover_digest"]
@@ -259,10 +266,8 @@ def _consistent(old: Checkpoint, new: Checkpoint, link: Any) -> None:
     if not isinstance(link, dict) or link.get("old_size") != old.size or link.get("new_size") != new.size:
         raise _RefusedError(f"no consistency proof from size {old.size} to {new.size}")
     try:
-        merkle.verify_consistency(
-            old.size, new.size, _hashes(link.get("path"), "consistency"), old.root, new.root
-        )
-    except merkle.ProofError as exc:
+        verify_consistency(old.size, new.size, _hashes(link.get("path"), "consistency"), old.root, new.root)
+    except ProofError as exc:
         raise _RefusedError(
             f"the checkpoint of size {new.size} does not extend size {old.size}: {exc}"
         ) from None
@@ -350,7 +355,7 @@ class _Scope:
             raise _RefusedError(f"{where}: the manifest says the period has no events")
         if not self.first_index <= bundle.leaf_index <= self.last_index:
             raise _RefusedError(f"{where}: outside the period's ledger range")
-        evidenced = pci.requirements(event)  # the ledger's own mapping (docs/ledger.md), recomputed here
+        evidenced = pci_requirements(event)  # the ledger's own mapping (docs/ledger.md), recomputed here
         if not isinstance(requirements, list) or not requirements or not set(requirements) <= set(evidenced):
             raise _RefusedError(
                 f"{where}: listed under {requirements}, but the event evidences {list(evidenced)}"
