@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Any, Final, Generic, Literal, TypeVar
 
 import asyncpg
+import orjson
 
 from evidence import merkle
 from evidence.checkpoint import Checkpoint, NoteError, NoteSigner, NoteVerifier, load_signing_key, open_note
@@ -249,9 +250,14 @@ def _uuid(event_id: str | uuid.UUID) -> uuid.UUID:
 
 
 def _decode(canonical: bytes | None) -> Mapping[str, Any] | None:
+    """orjson: a report decodes every event of its period (2-3x faster than json); json takes what orjson
+    refuses but the ledger may hold (an integer beyond 64 bits)."""
     if canonical is None:
         return None
-    obj = json.loads(canonical)
+    try:
+        obj = orjson.loads(canonical)
+    except orjson.JSONDecodeError:
+        obj = json.loads(canonical)
     if not isinstance(obj, dict):
         raise ReadError("a ledger entry's canonical form is not a JSON object: the ledger is damaged")
     return obj
