@@ -820,14 +820,17 @@ def cleanup(stack_ref: list[Stack], bouncer_ref: list[Pgbouncer], keep: bool) ->
             bouncer.stop()
             say("pgbouncer: stopped")
         for stack in stack_ref:
-            if keep:
-                say(
-                    f"dev stack: left running (--keep); stop it: pcigate dev down --purge --home {stack.home}"
-                )
-            elif stack.started_by_us:
-                stack_down(stack)
-            else:
-                say(f"dev stack: was running before this run; left running ({stack.home})")
+            release_stack(stack, keep)
+
+
+def release_stack(stack: Stack, keep: bool) -> None:
+    """Take down a stack this run started, unless ``keep``; leave one that was running before."""
+    if keep:
+        say(f"dev stack: left running (--keep); stop it: pcigate dev down --purge --home {stack.home}")
+    elif stack.started_by_us:
+        stack_down(stack)
+    else:
+        say(f"dev stack: was running before this run; left running ({stack.home})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pypdf import PdfReader
 
 from bench.evidence_throughput import scratch_schema
-from bench.pgbench_gateway import ROOT, BenchError, Stack, say, stack_before, stack_down, stack_up
+from bench.pgbench_gateway import ROOT, BenchError, Stack, release_stack, say, stack_before, stack_up
 from evidence.checkpoint import NoteSigner
 from evidence.entries import SUBJECT_PREFIX, to_entry
 from evidence.store import LedgerStore, NewEntry
@@ -799,14 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         if stack is not None:
-            if args.keep:
-                say(
-                    f"dev stack: left running (--keep); stop it: pcigate dev down --purge --home {stack.home}"
-                )
-            elif stack.started_by_us:
-                stack_down(stack)
-            else:
-                say(f"dev stack: was running before this run; left running ({stack.home})")
+            release_stack(stack, args.keep)
     if args.json and figures:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     return code
