@@ -74,6 +74,9 @@ class SessionInfo:
     notify: Callable[[str], None] = field(default=_no_notices, compare=False, repr=False)
     # The session's event builder: envelope parts and masked, digested statement records.
     audit: SessionAudit | None = field(default=None, compare=False, repr=False)
+    # Shows the session's recorder an event of this session that another component appended (the approval
+    # service records approval.* itself, to wait until they are durable).
+    observe: Callable[[bytes], None] = field(default=lambda _payload: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

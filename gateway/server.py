@@ -25,6 +25,7 @@ from gateway.masking import rowwalk
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.hook import MaskingPolicy
 from gateway.policy.hook import PolicyRuntime
+from gateway.recording import RecordingPolicy
 from gateway.runtime import CancelRegistry, FailureTracker, ListenerContext
 from gateway.session import PgSession
 from gateway.spool_link import SpoolLink
@@ -163,8 +164,8 @@ class Gateway:
         return lines
 
     async def _hooks_for(self, ctx: ListenerContext) -> HookFactory:
-        """The policy, then masking, always run (neither is optional in a PCI data path); test hooks come
-        after them."""
+        """The policy, then masking, always run (neither is optional in a PCI data path), then the session
+        recorder unless the connection switched it off; test hooks come after them."""
         conn = ctx.connection
         role = conn.roles[0]
         catalog = CatalogCache(conn.upstream, role.user, ctx.password_for(role), ctx.upstream_tls)
@@ -172,10 +173,17 @@ class Gateway:
         self.catalogs.append(catalog)
         masking = MaskingPolicy(self.config.masking[conn.masking], catalog)
         policy = PolicyRuntime(self.config.policies[conn.policy], self.config.approvals, self.approvals)
+        spool = ctx.spool
+        recording = RecordingPolicy(
+            enabled=conn.recording.enabled,
+            rows_per_statement=conn.recording.rows_per_statement,
+            append=lambda subject, msg_id, data: spool.append_event(subject, msg_id, data, lazy=True),
+        )
         extra = self.hook_factory
 
         def hooks(info: SessionInfo) -> list[Hook]:
-            own = [*policy.hooks(info), *masking.hooks(info)]
+            # the recorder after masking: it records what the client is shown
+            own = [*policy.hooks(info), *masking.hooks(info), *recording.hooks(info)]
             return [*own, *(extra(info) if extra is not None else ())]
 
         return hooks

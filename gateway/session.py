@@ -45,6 +45,7 @@ from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
 from gateway.pgwire import messages as m
 from gateway.pgwire import startup as st
 from gateway.pgwire.messages import Buf
+from gateway.recording import SessionRecorder
 from gateway.result_limits import Breach, ResultBudget
 from gateway.spool_waits import SpoolUnavailable
 from gateway.sqltext import audit_text, split_statements
@@ -57,6 +58,7 @@ from schemas.models import (
     CommandBlockedData,
     Envelope,
     Origin,
+    RecordingChunk,
     SessionClosedData,
     SessionOpenedData,
     Statement,
@@ -210,6 +212,7 @@ class PgSession:
         self.identity: VerifiedIdentity | None = None
         self.audit: audit.SessionAudit | None = None
         self.hooks = HookChain()
+        self.recording: SessionRecorder | None = None  # fed the statements and events hooks do not see
         self.info: SessionInfo | None = None
         self.cancel_pid = 0
         self.cancel_key = b""
@@ -383,8 +386,10 @@ class PgSession:
             emit=self._emit_hook_event,
             notify=self._notify,
             audit=self.audit,
+            observe=self._observe_event,
         )
         self.hooks = HookChain(ctx.hook_factory(self.info) if ctx.hook_factory else ())
+        self.recording = next((h for h in self.hooks.hooks if isinstance(h, SessionRecorder)), None)
         verdict = self.hooks.authenticated(self.info)
         if verdict.action != "allow":
             raise SessionEnd("policy_terminated", fatal(verdict.sqlstate, verdict.message))
@@ -478,7 +483,13 @@ class PgSession:
             self._last_seq = self.ctx.spool.append_event(subject, event_id, payload, lazy=True)
         except SpoolUnavailable as exc:
             raise SessionEnd("protocol_error", fatal("58030", _spool_message(exc), _SPOOL_HINT)) from None
+        if self.recording is not None and event is not RecordingChunk:  # a chunk's own hash: in the ledger
+            self.recording.record_event(payload)
         return event_id
+
+    def _observe_event(self, payload: bytes) -> None:
+        if self.recording is not None:
+            self.recording.record_event(payload)
 
     async def _verify(self, token: str) -> VerifiedIdentity:
         if not token:
@@ -973,14 +984,14 @@ class PgSession:
             self._record_blocked(view, sa, params, formats, oids, verdict)
             return None, verdict, 0
         event_id = view.event_id = new_event_id()
+        statement_json = self.audit.statement_json(text, sa, params, formats, oids or ())
         draft = self.audit.command_draft(
-            event_id=event_id,
-            statement_json=self.audit.statement_json(text, sa, params, formats, oids or ()),
-            objects=sa.info.objects,
-            sequence=view.sequence,
+            event_id=event_id, statement_json=statement_json, objects=sa.info.objects, sequence=view.sequence
         )
         intent = self.audit.command_intent(draft, privileged=self.privileged, rule=view.rule)
         seq = self._last_seq = self.ctx.spool.append_intent(_SUBJECT_EXECUTED, event_id, intent)
+        if self.recording is not None:
+            self.recording.record_statement(view.sequence, event_id, statement_json)
         return Running(view, event_id, draft), verdict, seq
 
     def _record_blocked(  # noqa: PLR0917 - _begin's arguments, passed on
@@ -1012,6 +1023,8 @@ class PgSession:
             CommandBlocked, data, rule=verdict.rule, result="blocked", code=verdict.sqlstate, message=message
         )
         self._last_seq = self.ctx.spool.append_event(subject, event_id, payload, lazy=True)
+        if self.recording is not None:
+            self.recording.record_event(payload, view.sequence)
 
     def _abandon(self, entry: Expect) -> None:
         """Statements of a refused Query whose intents were written: they did not run."""

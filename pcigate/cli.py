@@ -340,9 +340,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_level(p)
     p.set_defaults(handler=cmd_gateway)
 
-    from pcigate import cli_approvals, cli_evidence, cli_ledger, cli_report, cli_verify, cli_verify_pack
+    from pcigate import (
+        cli_approvals,
+        cli_evidence,
+        cli_ledger,
+        cli_replay,
+        cli_report,
+        cli_verify,
+        cli_verify_pack,
+    )
 
-    for module in (cli_evidence, cli_verify, cli_ledger, cli_approvals, cli_report, cli_verify_pack):
+    for module in (
+        cli_evidence,
+        cli_verify,
+        cli_ledger,
+        cli_approvals,
+        cli_report,
+        cli_verify_pack,
+        cli_replay,
+    ):
         module.register(sub, config_opt)
 
     cfg = sub.add_parser("config", help="configuration tools")

@@ -65,6 +65,8 @@ __all__ = [
     "Policy",
     "Principal",
     "ReadFilter",
+    "RecordingChunk",
+    "RecordingChunkData",
     "SadDetected",
     "SadDetectedData",
     "SessionClosed",
@@ -76,8 +78,12 @@ __all__ = [
     "parse_event",
 ]
 
-SCHEMA_VERSION: Final = "1.0"
-"""The ``schema_version`` producers of this package write."""
+SCHEMA_VERSION: Final = "1.1"
+"""The ``schema_version`` producers of this package write.
+
+v1 is additive-only, so consumers accept every ``1.<minor>`` (events written as ``"1.0"`` stay valid);
+1.1 added ``recording.chunk``.
+"""
 
 # Patterns are byte-for-byte those of the schema files (a test compares them).
 LABEL_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
@@ -577,6 +583,23 @@ class ConfigChangedData(_Closed):
     policy_version_after: Label | None
 
 
+class RecordingChunkData(_Closed):
+    """``recording.chunk`` data: which chunk of the recording, where it went, its hash, what it holds."""
+
+    seq: Ordinal
+    sha256: Sha256Hex
+    bytes: Count
+    subject: Label
+    msg_id: Label
+    records: Count
+    first_sequence: Ordinal | None
+    last_sequence: Ordinal | None
+    rows_recorded: Count
+    rows_omitted: Count
+    final: Flag
+    format: Literal["pcigate-recording/1"]
+
+
 # --- events -------------------------------------------------------------------------------------
 class SessionOpened(Envelope):
     """A client session was authenticated and connected upstream."""
@@ -697,6 +720,13 @@ class ConfigChanged(Envelope):
     data: ConfigChangedData
 
 
+class RecordingChunk(Envelope):
+    """A chunk of a session recording was published; the ledger holds its SHA-256 (since 1.1)."""
+
+    type: Literal["recording.chunk"] = "recording.chunk"
+    data: RecordingChunkData
+
+
 AnyEvent = Annotated[
     SessionOpened
     | SessionClosed
@@ -714,7 +744,8 @@ AnyEvent = Annotated[
     | LedgerStopped
     | LedgerRead
     | AuditGap
-    | ConfigChanged,
+    | ConfigChanged
+    | RecordingChunk,
     Field(discriminator="type"),
 ]
 """Any v1 event, told apart by ``type``."""
@@ -738,6 +769,7 @@ EVENT_MODELS: Final[Mapping[str, type[Envelope]]] = MappingProxyType(
         "ledger.read": LedgerRead,
         "audit.gap": AuditGap,
         "config.changed": ConfigChanged,
+        "recording.chunk": RecordingChunk,
     }
 )
 """Event type name → model class."""

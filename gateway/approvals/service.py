@@ -111,6 +111,7 @@ class Ticket:
     spec: ApprovalSpec
     notify: Callable[[str], None]
     columns: tuple[str, ...] = ()  # schema.table.column the policy saw it touch
+    observe: Callable[[bytes], None] = lambda _payload: None  # the session's recorder sees its events
 
 
 @dataclass(slots=True)
@@ -316,6 +317,7 @@ class ApprovalService:
             origin=origin,
         )
         await self._durable(subject, event_id, payload)
+        ticket.observe(payload)
 
     async def _durable(self, subject: str, event_id: str, payload: bytes) -> None:
         """Append one event to the audit spool and wait until it is durable: no evidence, no effect."""

@@ -125,6 +125,7 @@ class PolicyHook(Hook):
             why=decision.why,
             spec=decision.approval,
             notify=session.notify,
+            observe=session.observe,
             columns=columns,
         )
 

@@ -443,6 +443,15 @@ class Limits(_Model):
         return self
 
 
+class Recording(_Model):
+    """Session recording (``docs/recording.md``): on unless switched off, since a PCI data path records what
+    every session did and was shown."""
+
+    enabled: StrictBool = True
+    # rows of each statement written into the recording; the rest are counted (0: metadata only)
+    rows_per_statement: Annotated[StrictInt, _between(0, 100_000)] = 100
+
+
 class JitApproval(_Model):
     """Who approves access; unset fields fall back to the ``approvals`` section."""
 
@@ -482,6 +491,7 @@ class Connection(_Model):
     masking: Name = "default"
     limits: Limits = Limits()
     jit: JitAccess | None = None  # None: no grant needed
+    recording: Recording = Recording()
 
     @property
     def tls_required(self) -> bool:

@@ -50,6 +50,7 @@ def test_help_lists_only_working_commands() -> None:
         "approve",
         "report",
         "verify-pack",
+        "replay",
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from functools import cache
@@ -157,11 +158,12 @@ def _event(
     outcome: Mapping[str, Any] = OK,
     policy: Mapping[str, Any] | None = None,
     pci: list[str] | None = None,
+    schema_version: str = "1.0",
 ) -> dict[str, Any]:
     return {
         "id": event_id,
         "type": type_,
-        "schema_version": "1.0",
+        "schema_version": schema_version,
         "time": time,
         "actor": _actor(actor),
         "origin": dict(origin),
@@ -546,6 +548,31 @@ def examples() -> dict[str, dict[str, Any]]:
                 "policy_version_after": POLICY,
             },
         ),
+        _event(
+            "recording.chunk",
+            "019a8f3f-ee21-7a40-8b52-6c7d8e9f0a1b",
+            "2026-11-22T09:16:20.118305Z",
+            DBA,
+            DBA_ORIGIN,
+            gw_target,
+            {
+                "seq": 2,
+                "sha256": _sha("chunk:2"),
+                "bytes": 48213,
+                "subject": f"pcigate.recordings.{SESSION}",
+                "msg_id": f"{SESSION}.2",
+                "records": 14,
+                "first_sequence": 3,
+                "last_sequence": 6,
+                "rows_recorded": 500,
+                "rows_omitted": 1840,
+                "final": False,
+                "format": "pcigate-recording/1",
+            },
+            session_id=SESSION,
+            policy={"version": POLICY, "rule": "dba-interactive"},
+            schema_version="1.1",  # added in 1.1
+        ),
     ]
     return {event["type"]: event for event in out}
 
@@ -565,7 +592,7 @@ def test_one_file_per_type_plus_envelope() -> None:
     expected = {"envelope.schema.json"} | {f"{t}.schema.json" for t in EVENT_TYPES}
     assert set(FILES) == expected
     assert set(schema_types()) == set(EVENT_TYPES) == set(EXAMPLES)
-    assert len(EVENT_TYPES) == 17
+    assert len(EVENT_TYPES) == 18
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
@@ -683,6 +710,7 @@ REQUIRED_MAPPING = {
     "command.executed": {"10.2.1.1", "10.2.1.2"},
     "masking.applied": {"3.4.1", "3.5.1"},
     "sad.detected": {"3.3.1"},
+    "recording.chunk": {"10.2.1.1", "10.2.1.2"},
 }
 
 
@@ -852,6 +880,36 @@ def test_integers_beyond_canonical_json_rejected_by_both() -> None:
     assert not _model_accepts(event)
     event["data"]["rows"] = 2**53 - 1
     assert _schema_accepts(event) and _model_accepts(event)
+
+
+# --- versions: v1 is additive-only -------------------------------------------------------------------
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1", schemas.SCHEMA_VERSION, "1.12"])
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_v1_minor_is_accepted_by_both(event_type: str, version: str) -> None:
+    """Stored 1.0 events stay valid after a minor bump; consumers accept any 1.x (additive-only)."""
+    event = copy.deepcopy(EXAMPLES[event_type])
+    event["schema_version"] = version
+    assert _schema_accepts(event) and _model_accepts(event)
+
+
+def test_x_since_names_a_released_minor() -> None:
+    """A type or property added after 1.0 says since when, never later than what producers write."""
+    current = _version(schemas.SCHEMA_VERSION)
+    since = {
+        f"{name}{path}": node["x-since"]
+        for name, doc in FILES.items()
+        for path, node in _object_nodes(doc)
+        if "x-since" in node
+    }
+    for where, value in since.items():
+        assert isinstance(value, str) and re.fullmatch(r"1\.[0-9]+", value), where
+        assert _version(value) > (1, 0) and _version(value) <= current, where
+    assert since.get("recording.chunk.schema.json") == "1.1"
+    assert EXAMPLES["recording.chunk"]["schema_version"] == "1.1"
 
 
 # --- error reasons never carry values ---------------------------------------------------------------
@@ -1197,5 +1255,5 @@ def test_public_api() -> None:
     }
     for name in schemas.__all__:
         assert getattr(schemas, name) is not None
-    assert schemas.SCHEMA_VERSION == "1.0"
+    assert schemas.SCHEMA_VERSION == "1.1"
     assert issubclass(EventInvalid, ValueError)
