@@ -16,41 +16,20 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
+from pcigate.replay import ChunkProblemError
 
 if TYPE_CHECKING:
     from evidence.api import LedgerReader
     from pcigate.config import Config
+    from pcigate.recordings import SessionRow
     from pcigate.replay import Attested
 
 CLIENT_APP: Final = "pcigate-replay"
-STREAM: Final = "PCIGATE_RECORDINGS"
-SESSION_TYPES: Final = ("session.opened", "session.closed", "recording.chunk")
 MAX_PAUSE_S: Final = 3.0  # a replay never sits longer than this on one idle gap, whatever the speed
-FETCH_TIMEOUT_S: Final = 5.0
-
-
-@dataclass(slots=True)
-class SessionRow:
-    session_id: str
-    sub: str | None = None
-    kind: str | None = None
-    on_behalf_of: str | None = None
-    connection: str | None = None
-    started: datetime | None = None
-    duration_ms: float | None = None
-    statements: int | None = None
-    chunks: int = 0
-    final: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["started"] = None if self.started is None else self.started.isoformat()
-        return out
 
 
 async def _reader(config: Config, purpose: str) -> tuple[Any, LedgerReader]:
@@ -67,112 +46,31 @@ async def _reader(config: Config, purpose: str) -> tuple[Any, LedgerReader]:
 
 
 async def _sessions(config: Config, since: datetime) -> list[SessionRow]:
-    from evidence.api import MAX_LIMIT
+    from pcigate.recordings import list_sessions
 
     conn, reader = await _reader(config, "list recorded sessions")
-    rows: dict[str, SessionRow] = {}
     try:
-        after: int | None = None
-        while True:
-            page = await reader.events(types=SESSION_TYPES, since=since, after_index=after, limit=MAX_LIMIT)
-            for record in page:
-                event = record.event
-                if event is None or record.session_id is None:
-                    continue
-                row = rows.setdefault(record.session_id, SessionRow(record.session_id))
-                data = event.get("data") or {}
-                if record.type == "session.opened":
-                    actor = event.get("actor") or {}
-                    target = event.get("target") or {}
-                    row.sub, row.kind = actor.get("sub"), actor.get("kind")
-                    row.on_behalf_of = actor.get("on_behalf_of")
-                    row.connection, row.started = target.get("connection"), record.time
-                elif record.type == "session.closed":
-                    row.duration_ms, row.statements = data.get("duration_ms"), data.get("statements")
-                else:
-                    row.chunks += 1
-                    row.final = row.final or bool(data.get("final"))
-            if page.next_after is None:
-                break
-            after = page.next_after
+        return await list_sessions(reader, since)
     finally:
         await conn.close()
-    return [r for r in rows.values() if r.started is not None]
 
 
-async def _attested(config: Config, session_id: str) -> tuple[list[Attested], str]:
-    from evidence.api import MAX_LIMIT
+async def _recording(config: Config, session_id: str) -> tuple[list[Attested], dict[int, bytes]]:
+    import nats
+
+    from pcigate.recordings import attested_chunks, stored_chunks
+    from pcigate.settings import nats_connect_options, nats_servers
 
     conn, reader = await _reader(config, f"replay of session {session_id}")
-    found: list[Attested] = []
-    database = ""
     try:
-        after: int | None = None
-        while True:
-            page = await reader.events(
-                types=SESSION_TYPES, session_id=session_id, after_index=after, limit=MAX_LIMIT
-            )
-            for record in page:
-                data = (record.event or {}).get("data") or {}
-                if record.type == "recording.chunk":
-                    found.append(_attested_chunk(data, record.index))
-                elif record.type == "session.opened":
-                    database = str(((record.event or {}).get("target") or {}).get("database") or "")
-            if page.next_after is None:
-                break
-            after = page.next_after
+        attested = await attested_chunks(reader, session_id)
     finally:
         await conn.close()
-    return found, database
-
-
-async def _stored(config: Config, session_id: str) -> dict[int, bytes]:
-    """The session's chunks in the recordings stream, by the sequence number of their message id."""
-    import nats
-    from nats.js.api import ConsumerConfig, DeliverPolicy
-
-    from pcigate.replay import ChunkProblemError
-    from pcigate.settings import nats_connect_options, nats_servers
-    from schemas.recording import subject
-
     nc = await nats.connect(nats_servers(config), **nats_connect_options(config))
     try:
-        js = nc.jetstream()
-        wanted = subject(session_id)
-        info = await js.stream_info(STREAM, subjects_filter=wanted)
-        count = (info.state.subjects or {}).get(wanted, 0)
-        chunks: dict[int, bytes] = {}
-        if not count:
-            return chunks
-        sub = await js.subscribe(
-            wanted,
-            stream=STREAM,
-            ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        )
-        try:
-            for _ in range(count):
-                msg = await sub.next_msg(timeout=FETCH_TIMEOUT_S)
-                mid = (msg.headers or {}).get("Nats-Msg-Id", "")
-                head, _, tail = mid.rpartition(".")
-                if head != session_id or not tail.isdigit():
-                    raise ChunkProblemError(f"a message on {wanted} has a foreign message id {mid!r}")
-                seq = int(tail)
-                if chunks.get(seq, msg.data) != msg.data:
-                    raise ChunkProblemError(f"two different chunks claim number {seq} ({mid}): one is forged")
-                chunks[seq] = msg.data
-        finally:
-            await sub.unsubscribe()
-        return chunks
+        return attested, await stored_chunks(nc, session_id)
     finally:
         await nc.close()
-
-
-def _attested_chunk(data: dict[str, Any], index: int) -> Attested:
-    from pcigate.replay import Attested
-
-    seq, size, final = int(data["seq"]), int(data["bytes"]), bool(data["final"])
-    return Attested(seq, str(data["sha256"]), size, str(data["msg_id"]), final, index)
 
 
 def _since(value: str) -> datetime:
@@ -214,7 +112,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from evidence.api import ReadError
     from pcigate.config import ConfigError
-    from pcigate.replay import ChunkProblemError, lines, verified_chunks
+    from pcigate.replay import lines, verified_chunks
 
     if bool(args.list) == bool(args.session_id):
         print("pcigate: give a SESSION_ID to play, or --list", file=sys.stderr)
@@ -230,8 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             since = args.since or datetime.now(UTC) - timedelta(days=7)
             _print_sessions(asyncio.run(_sessions(config, since)), args.json)
             return EXIT_OK
-        attested, _ = asyncio.run(_attested(config, args.session_id))
-        stored = asyncio.run(_stored(config, args.session_id))
+        attested, stored = asyncio.run(_recording(config, args.session_id))
     except ChunkProblemError as exc:
         print(f"pcigate: replay stopped: {exc}", file=sys.stderr)
         return EXIT_FAILURE
