@@ -17,7 +17,7 @@ def provision_settings(config: Config) -> Settings:
         duplicate_window=config.nats.duplicate_window.total_seconds(),
         replicas=config.nats.replicas,
         audit_max_age=config.retention.audit.total_seconds(),
-        recordings_max_age=config.retention.recordings.total_seconds(),
+        recordings_max_age=config.retention.recordings_kept.total_seconds(),
     )
 
 

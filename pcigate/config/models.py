@@ -804,13 +804,29 @@ class Retention(_Model):
     online: Annotated[
         Duration, _duration_at_least(timedelta(days=90), "PCI DSS 10.5.1: 3 months immediately available")
     ] = timedelta(days=90)
-    recordings: PositiveDuration = timedelta(days=400)
+    # None: as long as ``audit``. A recording is audit evidence whose hashes the ledger keeps for ``audit``:
+    # a chunk gone before its hash would make a replay fail for want of evidence, not for tampering.
+    recordings: PositiveDuration | None = None
 
     @model_validator(mode="after")
     def _online_within_audit(self) -> Retention:
+        issues: list[tuple[tuple[str, ...], str]] = []
         if self.online > self.audit:
-            raise IssuesError([(("online",), f"must be <= audit ({format_duration(self.audit)})")])
+            issues.append((("online",), f"must be <= audit ({format_duration(self.audit)})"))
+        if self.recordings is not None and self.recordings < self.audit:
+            issues.append((
+                ("recordings",),
+                f"must be >= audit ({format_duration(self.audit)}): recordings are kept as long as the "
+                "ledger keeps their hashes; leave it out to follow audit",
+            ))  # fmt: skip
+        if issues:
+            raise IssuesError(issues)
         return self
+
+    @property
+    def recordings_kept(self) -> timedelta:
+        """How long the recordings stream keeps chunks: ``recordings``, else ``audit``."""
+        return self.audit if self.recordings is None else self.recordings
 
 
 # --- the whole file ---------------------------------------------------------------------------------------

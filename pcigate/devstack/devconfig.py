@@ -114,7 +114,7 @@ def render(layout: Layout, ep: DevEndpoints) -> dict[str, Any]:
             "checkpoint_every": 1000,
             "checkpoint_interval": "10s",
         },
-        "retention": {"audit": "400d", "online": "90d", "recordings": "400d"},
+        "retention": {"audit": "400d", "online": "90d"},
     }
 
 

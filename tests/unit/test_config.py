@@ -108,6 +108,8 @@ def test_example_loads() -> None:
     assert payments.tls_required and not config.connections[1].tls_required
     assert payments.upstream.tls.mode == "verify-full"
     assert config.retention.audit == timedelta(days=400)
+    assert config.retention.recordings is None and config.retention.recordings_kept == timedelta(days=400)
+    assert payments.recording.enabled and payments.recording.rows_per_statement == 100
     assert "PCIGATE_PAYMENTS_RO_PASSWORD" in payments.roles[1].password
 
 
@@ -266,6 +268,14 @@ CASES = [
         "retention.online",
         "online: 500d",
         "must be <= audit (400d)",
+    ),
+    (
+        "recordings kept less than the ledger keeps their hashes",
+        "  online: 90d",
+        "  online: 90d\n  recordings: 30d",
+        "retention.recordings",
+        "recordings: 30d",
+        "must be >= audit (400d)",
     ),
     (
         "verify-full without ca",
