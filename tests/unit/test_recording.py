@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.hooks import SessionInfo, StatementView
+from gateway.hooks import HookChain, SessionInfo, StatementView
 from gateway.identity import VerifiedIdentity
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
-from gateway.recording import ChunkMeta, SessionRecorder
+from gateway.recording import ChunkMeta, RecordingPolicy, SessionRecorder
 from gateway.sqltext import analyze
 from pcigate.devstack.testcards import TEST_PANS
 from pcigate.replay import Attested, ChunkProblemError, lines, table, verified_chunks
@@ -188,3 +188,15 @@ def test_table_aligns_like_psql() -> None:
         " 1                 |",
         " <binary, 3 bytes> | x",
     ]
+
+
+def test_a_connection_can_switch_recording_off() -> None:
+    appended: list[tuple[str, str, bytes]] = []
+    info = recorder()[0].session_info
+    off = RecordingPolicy(enabled=False, rows_per_statement=100, append=lambda *a: appended.append(a))
+    assert off.hooks(info) == []
+    on = RecordingPolicy(enabled=True, rows_per_statement=100, append=lambda *a: appended.append(a))
+    (hook,) = on.hooks(info)
+    assert isinstance(hook, SessionRecorder)
+    chain = HookChain([hook])
+    assert not chain.wants_statements and not chain.wants_waits  # it never judges or holds a statement
