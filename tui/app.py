@@ -1,9 +1,11 @@
 """``pcigate approve``: the approver console.
 
-Three tabs. **Queue**: the requests held for approval, live (KV ``PCIGATE_APPROVALS``, through
+Four tabs. **Queue**: the requests held for approval, live (KV ``PCIGATE_APPROVALS``, through
 :class:`ConsoleLink`), each one openable in full and decidable with a required reason. **Activity**: the
 audit stream as it happens, filtered by category and text. **Ledger**: the latest signed checkpoint, its
-verification and the audit gaps, read through ``evidence.api`` (each read recorded). The approver's token is
+verification and the audit gaps, read through ``evidence.api`` (each read recorded). **Sessions**: the
+recorded sessions of the last 7 days from the ledger (the same reader, recorded alike), each one replayable
+with every chunk checked against the ledger. The approver's token is
 verified by a gateway (``whoami``) and shown in the header; someone who is not a person in an approver group
 can watch but not decide. The gateway that holds a request judges every decision again: the console only
 carries it.
@@ -11,6 +13,7 @@ carries it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,12 +26,15 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent, TabPane
 
 from pcigate.approvals_client import ApprovalsError
+from pcigate.recordings import SessionRow
+from pcigate.replay import ChunkProblemError
 from schemas.approvals import Request, WhoAmIReply
 from tui.activity import Activity, Line, summarize
 from tui.ledger import LedgerSource, LedgerStatus, render
 from tui.link import ConsoleLink
 from tui.queue import HEADING, Queue, entry, one_line, requester_label
-from tui.screens import DecisionScreen, DetailScreen, HelpScreen
+from tui.screens import DecisionScreen, DetailScreen, HelpScreen, ReplayScreen
+from tui.sessions import MOST, NOT_FINAL, SINCE, Replayed, heading, play, session_entry
 
 __all__ = ["ApproverApp"]
 
@@ -40,7 +46,8 @@ TRACE_MARKS: Final = {"approved": "✓", "denied": "✗", "expired": "⌛", "wit
 MAX_ROWS: Final = 300
 FILTER_HINT: Final = "filter: requester, connection, rule, statement, id (esc clears)"
 ACTIVITY_HINT: Final = "filter the activity: type, person, connection, statement (esc clears)"
-TABS: Final = ("queue-pane", "activity-pane", "ledger-pane")
+TABS: Final = ("queue-pane", "activity-pane", "ledger-pane", "sessions-pane")
+SESSIONS_COLUMN: Final = "session"
 
 
 class ApproverApp(App[None]):
@@ -54,6 +61,13 @@ class ApproverApp(App[None]):
     #filter, #activity-filter { display: none; height: 3; }
     #filter.shown, #activity-filter.shown { display: block; }
     #activity-status { height: 1; color: $text-muted; padding: 0 1; }
+    #sessions-status { height: auto; max-height: 2; padding: 0 1; }
+    #sessions { height: 1fr; }
+    #replay-title { text-style: bold; padding: 0 1; }
+    #replay-facts { height: auto; padding: 0 1; }
+    #replay-banner { height: auto; background: $error; color: $text; padding: 0 1; display: none; }
+    #replay-banner.shown { display: block; }
+    #replay-log { height: 1fr; }
     #ledger { padding: 1 2; }
     #queue { height: 1fr; }
     #traces { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
@@ -72,6 +86,7 @@ class ApproverApp(App[None]):
         Binding("1", "tab('queue-pane')", "Queue", show=False),
         Binding("2", "tab('activity-pane')", "Activity", show=False),
         Binding("3", "tab('ledger-pane')", "Ledger", show=False),
+        Binding("4", "tab('sessions-pane')", "Sessions", show=False),
         Binding("a", "decide('approve')", "Approve"),
         Binding("d", "decide('deny')", "Deny"),
         Binding("slash", "filter", "Filter"),
@@ -103,6 +118,8 @@ class ApproverApp(App[None]):
         self._arrived: list[Line] = []  # shown at the next flush (a busy feed is written in batches)
         self.ledger = ledger
         self.ledger_status: LedgerStatus | None = None
+        self.sessions: list[SessionRow] | str | None = None  # the last read, or why it failed
+        self._sessions_read_at: datetime | None = None
         self._ledger_origin = ledger_origin
         self._ledger_problem = ledger_problem
         self._sensitive = sensitive or (lambda _connection, _column: False)
@@ -141,6 +158,10 @@ class ApproverApp(App[None]):
         self._activity_filter = Input(placeholder=ACTIVITY_HINT, id="activity-filter")
         self._activity_log = RichLog(id="activity", max_lines=2000, wrap=False, auto_scroll=True)
         self._ledger_panel = Static(self._ledger_text(), id="ledger")
+        self._sessions_status = Static(self._sessions_text(), id="sessions-status")
+        self._sessions_table: DataTable[Text] = DataTable(
+            id="sessions", cursor_type="row", zebra_stripes=True
+        )
         self._tabs = TabbedContent(initial="queue-pane", id="tabs")
         yield from (self._header, self._banner)
         with self._tabs:
@@ -150,12 +171,15 @@ class ApproverApp(App[None]):
                 yield from (self._activity_status, self._activity_filter, self._activity_log)
             with TabPane("Ledger [3]", id="ledger-pane"):
                 yield self._ledger_panel
+            with TabPane("Sessions [4]", id="sessions-pane"):
+                yield from (self._sessions_status, self._sessions_table)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self._table()
         table.add_column(Text(HEADING, no_wrap=True), key=COLUMN)
         table.focus()
+        self._draw_sessions()
         if self._connect:
             self._on_link_state(False, "connecting to NATS")
             self.run_worker(self.link.run(), name="link", exclusive=True)
@@ -262,18 +286,98 @@ class ApproverApp(App[None]):
         return render(self.ledger_status, self._ledger_origin)
 
     def action_read_ledger(self) -> None:
-        if self.ledger is not None and self._tabs.active == "ledger-pane":
+        """``r``: read the open tab's part of the ledger again (Ledger or Sessions), recorded as a read."""
+        if self.ledger is None:
+            return
+        if self._tabs.active == "ledger-pane":
             self._ledger_panel.update(Text("reading the ledger…"))
             self.run_worker(self._read_ledger(self.ledger), group="ledger", exclusive=True)
+        elif self._tabs.active == "sessions-pane":
+            self._sessions_status.update(Text("reading the recorded sessions from the ledger…", style="dim"))
+            self.run_worker(self._read_sessions(self.ledger), group="sessions", exclusive=True)
 
     async def _read_ledger(self, ledger: LedgerSource) -> None:
         self.ledger_status = await ledger.read()
         self._ledger_panel.update(self._ledger_text())
 
+    # ------------------------------------------------------------------ sessions
+
+    def _sessions_text(self) -> Text:
+        if self.ledger is None:
+            return Text(f"⚠ {self._ledger_problem or 'the ledger is not configured here'}", style="yellow")
+        found = self.sessions
+        if found is None:
+            return Text("press r to read the recorded sessions (each read is recorded as ledger.read)")
+        if isinstance(found, str):
+            return Text(f"⚠ {found}", style="bold red")
+        days = SINCE.days
+        if not found:
+            return Text(f"no session recorded in the last {days} days")
+        at = f"{self._sessions_read_at:%H:%M:%S}" if self._sessions_read_at else "?"
+        which = f"the newest {MOST}" if len(found) >= MOST else f"{len(found)}"
+        text = Text(f"{which} sessions of the last {days} days, read {at} UTC; ")
+        text.append("enter replays one", style="dim")
+        if any(not row.final for row in found):
+            text.append(f"\n{NOT_FINAL} no final chunk in the ledger yet: open, or its gateway stopped",
+                        style="yellow")  # fmt: skip
+        return text
+
+    async def _read_sessions(self, ledger: LedgerSource) -> None:
+        now = self._clock()
+        self.sessions = await ledger.sessions(now - SINCE, MOST)
+        self._sessions_read_at = now
+        self._draw_sessions()
+
+    def _draw_sessions(self) -> None:
+        table = self._sessions_table
+        selected = self._selected_session()
+        width = self._row_width()
+        table.clear(columns=True)  # the heading is drawn for the width, like the rows
+        table.add_column(Text(heading(width), no_wrap=True), key=SESSIONS_COLUMN)
+        rows = self.sessions if isinstance(self.sessions, list) else []
+        for row in rows:
+            table.add_row(session_entry(row, width), key=row.session_id)
+        ids = [row.session_id for row in rows]
+        if selected is not None and selected.session_id in ids:
+            table.move_cursor(row=ids.index(selected.session_id))
+        self._sessions_status.update(self._sessions_text())
+
+    def _selected_session(self) -> SessionRow | None:
+        rows = self.sessions if isinstance(self.sessions, list) else []
+        row = self._sessions_table.cursor_row
+        return rows[row] if 0 <= row < len(rows) and self._sessions_table.row_count == len(rows) else None
+
+    def _replay(self, row: SessionRow) -> None:
+        self.push_screen(ReplayScreen(row, lambda: self._load_replay(row)))
+
+    async def _load_replay(self, row: SessionRow) -> Replayed:
+        """The chunks' hashes from the ledger (a recorded read), the chunks from NATS, checked and rendered
+        (in a thread: a long recording must not freeze the console)."""
+        if self.ledger is None:
+            return Replayed(unavailable=self._ledger_problem or "the ledger is not configured here")
+        attested = await self.ledger.attested(row.session_id)
+        if isinstance(attested, str):
+            return Replayed(unavailable=attested)
+        try:
+            stored = await self.link.stored_chunks(row.session_id)
+        except ChunkProblemError as exc:  # a foreign or doubled chunk in the stream: tampering, not an outage
+            return Replayed(problem=str(exc))
+        except ApprovalsError as exc:
+            return Replayed(unavailable=str(exc))
+        except Exception as exc:  # nats-py's errors share no base class but Exception; say which
+            return Replayed(
+                unavailable=f"the recordings stream could not be read: {type(exc).__name__}: {exc}"
+            )
+        return await asyncio.to_thread(play, row.session_id, attested, stored)
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
         if event.pane.id == "ledger-pane" and self.ledger_status is None:
             self.action_read_ledger()
+        elif event.pane.id == "sessions-pane":
+            self._sessions_table.focus()
+            if self.sessions is None:
+                self.action_read_ledger()
         elif event.pane.id == "queue-pane":
             self._table().focus()
 
@@ -285,13 +389,12 @@ class ApproverApp(App[None]):
         tabs = getattr(self, "_tabs", None)
         tab = tabs.active if tabs is not None and tabs.is_attached else "queue-pane"
         if action in ("filter", "sort", "category", "read_ledger", "decide") and len(self.screen_stack) > 1:
-            return False  # a pushed screen (detail, reason, help) has its own keys
-        only = {"decide": "queue-pane", "sort": "queue-pane", "category": "activity-pane",
-                "read_ledger": "ledger-pane"}  # fmt: skip
+            return False  # a pushed screen (detail, reason, replay, help) has its own keys
+        only = {"decide": ("queue-pane",), "sort": ("queue-pane",), "category": ("activity-pane",),
+                "read_ledger": ("ledger-pane", "sessions-pane"),
+                "filter": ("queue-pane", "activity-pane")}  # fmt: skip
         if action in only:
-            return tab == only[action]
-        if action == "filter":
-            return tab != "ledger-pane"
+            return tab in only[action]
         return True
 
     # ------------------------------------------------------------------ the table
@@ -353,6 +456,7 @@ class ApproverApp(App[None]):
     def on_resize(self) -> None:
         self._shown = []  # rebuilt at the new width
         self._schedule_refresh()
+        self._draw_sessions()
 
     def _traces_text(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -377,6 +481,11 @@ class ApproverApp(App[None]):
     # ------------------------------------------------------------------ actions
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table is self._sessions_table:
+            row = self._selected_session()
+            if row is not None:
+                self._replay(row)
+            return
         request = self.queue.get(str(event.row_key.value))
         if request is not None:
             screen = DetailScreen(

@@ -1,15 +1,17 @@
 """The console's ledger panel: the latest signed checkpoint, whether it verifies and extends what the
 console saw before, and the latest audit gaps. Read only through ``evidence.api``, so each refresh is
 itself recorded (``ledger.read``, purpose "approver console: ledger status") with the approver as reader;
-the panel refreshes when it is opened and on ``r``, not on a timer, so the records stay meaningful.
+the panel refreshes when it is opened and on ``r``, not on a timer, so the records stay meaningful. The
+Sessions tab reads the recorded sessions and a replay's chunk hashes through the same source, recorded
+alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import asyncpg
 from rich.console import Group, RenderableType
@@ -17,14 +19,23 @@ from rich.table import Table
 from rich.text import Text
 
 from evidence.api import CheckpointRecord, LedgerReader, ProofError, ReadError, Recorder, ServiceActor
+from pcigate.recordings import attested_chunks, list_sessions
 from tui.activity import Line, summarize
+
+if TYPE_CHECKING:
+    from pcigate.recordings import SessionRow
+    from pcigate.replay import Attested
 
 __all__ = ["LedgerSource", "LedgerStatus", "render"]
 
 PURPOSE: Final = "approver console: ledger status"
 HISTORY_PURPOSE: Final = "approver console: the session of a held statement"
+SESSIONS_PURPOSE: Final = "approver console: recorded sessions"
+REPLAY_PURPOSE: Final = "approver console: replay of session {}"
 GAPS_WITHIN: Final = timedelta(days=7)
 CONNECT_TIMEOUT_S: Final = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,33 @@ class LedgerSource:
             await conn.close()
         lines = [summarize(r.event) for r in page if r.event is not None]
         return [line for line in lines if line is not None][-limit:]
+
+    async def sessions(self, since: datetime, most: int) -> list[SessionRow] | str:
+        """The sessions opened since ``since``, the newest ``most`` of them, newest first; or why not."""
+        found = await self._reading(SESSIONS_PURPOSE, lambda reader: list_sessions(reader, since, most=most))
+        return found if isinstance(found, str) else found[::-1]
+
+    async def attested(self, session_id: str) -> list[Attested] | str:
+        """What each chunk of ``session_id``'s recording must hash to, from the ledger; or why not."""
+        return await self._reading(
+            REPLAY_PURPOSE.format(session_id), lambda reader: attested_chunks(reader, session_id)
+        )
+
+    async def _reading(self, purpose: str, use: Callable[[LedgerReader], Awaitable[T]]) -> T | str:
+        """``use`` a reader recorded as this console's approver; a sentence instead of an exception, since
+        the console must go on without the ledger."""
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            return f"the ledger database is not reachable ({exc})"
+        try:
+            return await use(LedgerReader(conn, Recorder(self.actor), purpose, trusted_keys=self._keys))
+        except (ReadError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return f"the ledger could not be read: {exc}"
+        except (KeyError, ValueError, TypeError) as exc:  # an event without the fields its type has
+            return f"the ledger holds an event this console cannot read: {type(exc).__name__}: {exc}"
+        finally:
+            await conn.close()
 
     async def _status(self, reader: LedgerReader, now: datetime) -> LedgerStatus:
         latest = await reader.latest_checkpoint()

@@ -3,7 +3,7 @@ approver's token with a gateway and carries decisions; when NATS goes away it sa
 
 The app hands it callbacks: ``on_request`` for every record written (the current ones first, again after a
 reconnect, so nothing decided meanwhile is missed) and ``on_state`` for the connection's state and a
-sentence for the banner.
+sentence for the banner. A replay's chunks are read over the same connection.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from pcigate.approvals_client import ApprovalsClient, ApprovalsError
 from pcigate.natsconn import NatsUnavailableError
+from pcigate.recordings import stored_chunks
 from schemas.approvals import DecideReply, Request, WhoAmIReply
 
 if TYPE_CHECKING:
@@ -151,3 +152,7 @@ class ConsoleLink:
         return await self._live().decide(
             request, decision, reason=reason, token=token, channel="tui", client_app=CLIENT_APP
         )
+
+    async def stored_chunks(self, session_id: str) -> dict[int, bytes]:
+        """``session_id``'s recording chunks from stream ``PCIGATE_RECORDINGS`` (not yet verified)."""
+        return await stored_chunks(self._live().nats, session_id)

@@ -1,4 +1,5 @@
-"""The console's pushed screens: one request in full, the decision's reason, the key map."""
+"""The console's pushed screens: one request in full, the decision's reason, a session's replay, the key
+map."""
 
 from __future__ import annotations
 
@@ -13,29 +14,31 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, RichLog, Static
 
 from schemas.approvals import Request
 from schemas.ids import format_utc
 from tui.queue import KIND_ICONS, requester_label
+from tui.sessions import Replayed, replay_banner, replay_facts, replay_title
 
 if TYPE_CHECKING:
+    from pcigate.recordings import SessionRow
     from tui.activity import Line
 
-__all__ = ["KEYS", "DecisionScreen", "DetailScreen", "HelpScreen"]
+__all__ = ["KEYS", "DecisionScreen", "DetailScreen", "HelpScreen", "ReplayScreen"]
 
 Decision = Literal["approve", "deny"]
 
 KEYS: tuple[tuple[str, str], ...] = (
-    ("1  2  3", "queue, activity, ledger"),
-    ("↑ ↓  PgUp PgDn", "move in the queue"),
-    ("enter", "open the selected request"),
+    ("1  2  3  4", "queue, activity, ledger, sessions"),
+    ("↑ ↓  PgUp PgDn", "move in the queue or the sessions"),
+    ("enter", "open the selected request, or replay the session"),
     ("a", "approve it (asks for a reason)"),
     ("d", "deny it (asks for a reason)"),
     ("/", "filter: requester, connection, rule, statement, id"),
     ("s", "sort: expiry, age, requester, connection"),
     ("f", "activity: the next category (sessions, commands, blocks, masking, approvals, ledger)"),
-    ("r", "ledger: read the status again (recorded as ledger.read)"),
+    ("r", "ledger, sessions: read again (recorded as ledger.read)"),
     ("esc", "back; clears the filter in the queue"),
     ("?", "this help"),
     ("q", "quit"),
@@ -192,6 +195,48 @@ class DecisionScreen(ModalScreen[str | None]):
             self.query_one("#decision-problem", Label).update("a reason is required")
             return
         self.dismiss(reason)
+
+
+Load = Callable[[], Awaitable[Replayed]]
+
+
+class ReplayScreen(Screen[None]):
+    """A recorded session as its client saw it, all at once (``pcigate replay`` plays it in time): every
+    chunk is checked against its hash in the ledger first, and one that fails stops the replay under a red
+    banner naming it. ``load`` reads and verifies; it may take seconds, so the screen shows at once."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Back")]
+
+    def __init__(self, row: SessionRow, load: Load) -> None:
+        super().__init__()
+        self.row = row
+        self._load = load
+        self.replayed: Replayed | None = None
+        self._facts = Static(replay_facts(row.session_id, None), id="replay-facts")
+        self._banner = Static("", id="replay-banner")
+        self._log = RichLog(id="replay-log", wrap=False, auto_scroll=False)
+
+    def compose(self) -> ComposeResult:
+        yield Label(replay_title(self.row), id="replay-title")
+        yield from (self._facts, self._banner, self._log)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._read(), exclusive=True)
+
+    async def _read(self) -> None:
+        try:
+            replayed = await self._load()
+        except Exception as exc:  # a worker's exception would end the console with a traceback
+            replayed = Replayed(unavailable=f"the recording could not be read: {type(exc).__name__}: {exc}")
+        self.replayed = replayed
+        self._facts.update(replay_facts(self.row.session_id, replayed))
+        banner = replay_banner(replayed)
+        self._banner.update(banner or "")
+        self._banner.set_class(banner is not None, "shown")
+        for line in replayed.lines:
+            self._log.write(Text(line))
+        self._log.scroll_home(animate=False)
 
 
 class HelpScreen(ModalScreen[None]):

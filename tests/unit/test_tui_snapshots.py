@@ -6,8 +6,9 @@ The README's screenshot is rendered from ``queue.svg``.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ import pytest
 
 from evidence.api import CheckpointRecord, ServiceActor
 from pcigate.cli import main
+from pcigate.recordings import SessionRow
+from pcigate.replay import Attested
 from schemas.approvals import Approver, Requester, WhoAmIReply
+from schemas.recording import chunk_header, encode_record
 from tests.unit.test_approvals_record import ISS, NOW, STATEMENT, request
 from tests.unit.test_tui_activity import envelope
 from tui.activity import Line, summarize
@@ -146,6 +150,12 @@ class FixedLedger(LedgerSource):
         lines = [summarize(envelope("command.executed", data)) for _, data, _ in EVENTS[1:2]]
         return [line for line in lines if line is not None]
 
+    async def sessions(self, since: datetime, most: int) -> list[SessionRow] | str:
+        return sessions()
+
+    async def attested(self, session_id: str) -> list[Attested] | str:
+        return recording(session_id)[0]
+
 
 def ledger_status() -> LedgerStatus:
     cp = CheckpointRecord(
@@ -157,6 +167,67 @@ def ledger_status() -> LedgerStatus:
         NOW + timedelta(seconds=90), cp, "signature verified with pcigate.dev/ledger+bcd6071a",
         "extends the checkpoint of size 20,511 seen before (proof checked)", True,
     )  # fmt: skip
+
+
+def sid(n: int) -> str:
+    return f"01930090-0000-7000-8000-{n:012d}"
+
+
+def sessions() -> list[SessionRow]:
+    """Newest first, as the console lists them: an open one, an agent's, a person's, a forged one's."""
+    at = NOW - timedelta(minutes=3)
+    return [
+        SessionRow(sid(4), "carol@example.com", "human", None, "reporting", "reporting", at, None, None, 1),
+        SessionRow(sid(1), "agent-7", "agent", "alice@example.com", "payments", "payments",
+                   at - timedelta(minutes=7), 4210.0, 4, 2, final=True),
+        SessionRow(sid(2), "alice@example.com", "human", None, "payments", "payments",
+                   at - timedelta(hours=2), 754_000.0, 12, 3, final=True),
+        SessionRow(sid(3), "ci-deploy", "service", None, "payments", "payments",
+                   at - timedelta(days=1), 1_500.0, 1, 1, final=True),
+    ]  # fmt: skip
+
+
+def recording(session_id: str) -> tuple[list[Attested], dict[int, bytes]]:
+    """Two chunks of a session (a masked read, a held and approved write, a block); for session 2, a third
+    chunk in the stream that the ledger never saw (forged)."""
+    row = next(r for r in sessions() if r.session_id == session_id)
+    first = [
+        {"k": "session", "t": 0, "sub": row.sub, "kind": row.kind, "on_behalf_of": row.on_behalf_of,
+         "connection": row.connection, "database": row.database, "role": "pcigate_ro", "client_app": "psql"},
+        {"k": "statement", "t": 12, "seq": 1, "event_id": rid(11),
+         "statement": {"text": "SELECT card_id, pan, holder_name FROM cards ORDER BY card_id LIMIT 3"}},
+        {"k": "columns", "t": 14, "seq": 1, "columns": [{"name": "card_id", "type_oid": 20, "format": 0},
+         {"name": "pan", "type_oid": 25, "format": 0}, {"name": "holder_name", "type_oid": 25, "format": 0}]},
+        {"k": "rows", "t": 15, "seq": 1, "rows": [["1", "411111******1111", "Ada L."],
+         ["2", "555555******4444", "Grace H."], ["3", "378282*****0005", "Alan T."]]},
+        {"k": "event", "t": 15, "event": {"type": "masking.applied", "data": {"total_values": 3}}},
+        {"k": "complete", "t": 16, "seq": 1, "tag": "SELECT 3", "rows": 3, "rows_recorded": 3},
+    ]  # fmt: skip
+    second = [
+        {"k": "statement", "t": 2100, "seq": 2, "event_id": rid(12), "statement":
+         {"text": "UPDATE cards SET exp_year = exp_year WHERE card_id = $1", "parameters": ["4"]}},
+        {"k": "event", "t": 2101, "event": {"type": "approval.requested", "data": {"request_id": rid(1),
+         "approver_groups": ["approvers"], "expires_at": "2026-12-04T11:55:00Z"}}},
+        {"k": "event", "t": 3900, "event": {"type": "approval.decided", "actor": {"sub": "bob@example.com"},
+         "data": {"decision": "approve", "reason": "CHG-9 expiry fix"}}},
+        {"k": "complete", "t": 3905, "seq": 2, "tag": "UPDATE 1", "rows": 1, "rows_recorded": 0},
+        {"k": "event", "t": 4100, "event": {"type": "command.blocked", "data": {"statement":
+         {"text": "DROP TABLE cards"}}, "outcome": {"code": "42501", "message": "refused by rule no-ddl"}}},
+        {"k": "end", "t": 4210, "reason": "client_closed"},
+    ]  # fmt: skip
+    stored = {
+        seq: chunk_header(session_id, seq) + b"".join(encode_record(r) for r in records)
+        for seq, records in ((1, first), (2, second))
+    }
+    attested = [
+        Attested(seq, hashlib.sha256(data).hexdigest(), len(data), f"{session_id}.{seq}", seq == 2, 900 + seq)
+        for seq, data in stored.items()
+    ]
+    if session_id == sid(2):
+        stored[3] = chunk_header(session_id, 3) + encode_record(
+            {"k": "end", "t": 1, "reason": "client_closed"}
+        )
+    return attested, stored
 
 
 Steps = Callable[[ApproverApp, Any], Awaitable[None]]
@@ -199,6 +270,31 @@ async def test_screen(name: str) -> None:
         else:
             await pilot.press(*steps)
             await pilot.pause()
+        await pilot.pause(0.3)
+        svg = app.export_screenshot(title=f"pcigate approve: {name}")
+    check(name, svg)
+
+
+SESSION_SCREENS: dict[str, tuple[str, ...]] = {
+    "sessions": ("4",),
+    "replay": ("4", "down", "enter"),
+    "replay-forged": ("4", "down", "down", "enter"),
+}
+
+
+@pytest.mark.parametrize("name", list(SESSION_SCREENS))
+async def test_sessions_screen(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Sessions tab, a session's replay, and a replay stopped by a chunk the ledger never saw."""
+    app = console(ledger=FixedLedger(), ledger_origin="pcigate.dev/ledger")
+
+    async def stored(session_id: str) -> Mapping[int, bytes]:
+        return recording(session_id)[1]
+
+    monkeypatch.setattr(app.link, "stored_chunks", stored)
+    async with app.run_test(size=SIZE) as pilot:
+        await fed(app, pilot)
+        await pilot.press(*SESSION_SCREENS[name])
+        await pilot.pause()
         await pilot.pause(0.3)
         svg = app.export_screenshot(title=f"pcigate approve: {name}")
     check(name, svg)
