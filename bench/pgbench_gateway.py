@@ -6,10 +6,16 @@ round) and only medians and ratios against direct PostgreSQL from the same run a
 issue 3 is gateway/direct >= 0.45 with auditing on and at most 250 µs added 1-client latency; the aim is
 pgbouncer's level (>= 0.65).
 
-    .venv/bin/python bench/pgbench_gateway.py [--quick] [--targets direct,pgbouncer,gateway] [--check]
+``gateway`` is the dev stack's gateway with its default config (auditing and session recording on);
+``gateway-norec`` is a second ``pcigate gateway`` the bench runs itself from the same config with
+``recording.enabled: false`` on the connection (its own port and spool), so gateway/gateway-norec is what
+recording costs (issue 9).
 
-The pure parts (pgbench output parsing, medians, the table, the floor verdict) are unit-tested in
-tests/unit/test_bench_report.py; the rest drives processes: ``pcigate dev up``, pgbench, pgbouncer.
+    .venv/bin/python bench/pgbench_gateway.py [--quick] [--targets direct,pgbouncer,gateway,gateway-norec]
+
+The pure parts (pgbench output parsing, medians, the table, the floor verdict, the recording overhead) are
+unit-tested in tests/unit/test_bench_report.py; the rest drives processes: ``pcigate dev up``, pgbench,
+pgbouncer, the second gateway.
 """
 
 from __future__ import annotations
@@ -32,21 +38,25 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import asyncpg
+import yaml
 
+from pcigate.config.errors import ConfigError
+from pcigate.config.load import load_config
 from pcigate.devstack import binaries
-from pcigate.devstack.ports import free_port, wait_for_port
+from pcigate.devstack.ports import can_connect, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 _T = TypeVar("_T")
 DEFAULT_HOME = ROOT / ".pcigate-bench"
 
-TARGETS = ("direct", "pgbouncer", "gateway")
+TARGETS = ("direct", "pgbouncer", "gateway", "gateway-norec")
 MODES = ("simple", "prepared")
 REFERENCE = "direct"
-SUBJECT = "gateway"
+SUBJECT = "gateway"  # the dev stack's gateway, default config: auditing and recording on
+NOREC = "gateway-norec"  # the same config with recording.enabled: false, run by the bench
 
 FLOOR_RATIO = 0.45  # gateway/direct TPS, auditing on (issue 3)
 FLOOR_ADDED_US = 250.0  # gateway - direct, 1-client average latency
@@ -301,13 +311,79 @@ def format_verdict(verdict: Verdict, rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class RecordingOverhead:
+    """What recording costs in one mode: gateway (recording on) against gateway-norec (off)."""
+
+    mode: str
+    ratio: float | None  # median TPS gateway / median TPS gateway-norec
+    round_min: float | None  # the same ratio within each round (both run back to back): its range
+    round_max: float | None
+    added_us: float | None  # median 1-client latency gateway - gateway-norec: the cost per statement
+
+
+def recording_overhead(
+    samples: Iterable[Sample], rows: Sequence[Row], modes: Sequence[str], clients: int
+) -> list[RecordingOverhead]:
+    """gateway/gateway-norec per mode from the medians (as the table's ratio column), with the range of
+    the rounds' own ratios, and the 1-client latency recording adds (one statement per pgbench -S
+    transaction, so per statement)."""
+    by_key = {(r.mode, r.target): r for r in rows}
+    per_round: dict[tuple[str, int], dict[str, float]] = {}
+    for s in samples:
+        if s.clients == clients and s.target in (SUBJECT, NOREC):
+            per_round.setdefault((s.mode, s.round), {})[s.target] = s.tps
+    out = []
+    for mode in modes:
+        on, off = by_key.get((mode, SUBJECT)), by_key.get((mode, NOREC))
+        ratio = on.tps / off.tps if on and off and on.tps is not None and off.tps else None
+        rounds = [
+            tps[SUBJECT] / tps[NOREC]
+            for (m, _), tps in per_round.items()
+            if m == mode and tps.get(NOREC) and SUBJECT in tps
+        ]
+        added = (
+            (on.latency_ms - off.latency_ms) * 1000.0
+            if on and off and on.latency_ms is not None and off.latency_ms is not None
+            else None
+        )
+        out.append(
+            RecordingOverhead(
+                mode, ratio, min(rounds) if rounds else None, max(rounds) if rounds else None, added
+            )
+        )
+    return out
+
+
+def format_recording(overheads: Sequence[RecordingOverhead]) -> list[str]:
+    """The summary's recording lines: the TPS ratio per mode (rounds' range) and the cost per statement."""
+    ratios, costs = [], []
+    for o in overheads:
+        if o.ratio is None:
+            ratios.append(f"{o.mode} -")
+        elif o.round_min is None or o.round_max is None:
+            ratios.append(f"{o.mode} {o.ratio:.2f}")
+        else:
+            ratios.append(f"{o.mode} {o.ratio:.2f} (rounds {o.round_min:.2f}-{o.round_max:.2f})")
+        costs.append(f"{o.mode} -" if o.added_us is None else f"{o.mode} {o.added_us:+.0f} µs")
+    return [
+        f"recording overhead: {SUBJECT}/{NOREC} " + ", ".join(ratios),
+        f"recording cost per statement (1-client latency, {SUBJECT} - {NOREC}): " + ", ".join(costs),
+    ]
+
+
 def format_machine(machine: Mapping[str, Any]) -> str:
-    """One line naming what the figures depend on, so runs on different machines are not compared blindly."""
-    return (
+    """One line naming what the figures depend on, so runs on different machines are not compared blindly
+    (and, when recorded, the 1-minute load average before the bench and at its end)."""
+    line = (
         f"machine: {machine.get('nproc', '?')} CPUs ({machine.get('cpu', '?')}), "
         f"PostgreSQL {machine.get('postgresql', '?')}, {machine.get('pgbench', '?')}, "
         f"{machine.get('pgbouncer', '?')}"
     )
+    load = machine.get("load_1min")
+    if isinstance(load, Mapping) and load:
+        line += ", load " + " / ".join(f"{load[k]:.2f} {k}" for k in ("before", "after") if k in load)
+    return line
 
 
 def results_document(
@@ -317,10 +393,11 @@ def results_document(
     rows: Sequence[Row],
     verdict: Verdict,
     notes: Sequence[str],
+    recording: Sequence[RecordingOverhead] = (),
 ) -> dict[str, Any]:
     """What ``--json`` writes: everything needed to compare runs later, no credentials."""
     return {
-        "benchmark": "pgbench -S: direct vs pgbouncer vs pcigate gateway",
+        "benchmark": "pgbench -S: direct vs pgbouncer vs pcigate gateway (recording on, and off)",
         "machine": dict(machine),
         "settings": dict(settings),
         "floor": {
@@ -333,6 +410,7 @@ def results_document(
             ],
         },
         "results": [asdict(r) for r in rows],
+        "recording_overhead": [asdict(o) for o in recording],
         "runs": [asdict(s) for s in samples],
         "notes": list(notes),
     }
@@ -449,6 +527,10 @@ class Stack:
     def secrets(self) -> Path:
         return self.home / "dev" / "secrets"
 
+    @property
+    def config_file(self) -> Path:
+        return self.home / "dev" / "pcigate.yaml"
+
     def secret(self, name: str) -> str:
         return (self.secrets / name).read_text().strip()
 
@@ -479,6 +561,62 @@ def gateway_target(stack: Stack, home: Path, notes: list[str]) -> Target | None:
         return None
     say(f"gateway: {address[0]}:{address[1]} as {BENCH_SUB} (group {BENCH_GROUP})")
     return Target(SUBJECT, address[0], address[1], BENCH_SUB, done.stdout.strip())
+
+
+def recording_settings(config: Path) -> dict[str, Any]:
+    """The effective ``recording`` settings of a config's first connection (defaults applied), as the
+    gateway reads them; a config the gateway would refuse is a BenchError."""
+    try:
+        return load_config(config).connections[0].recording.model_dump()
+    except ConfigError as exc:
+        raise BenchError(f"{config}: {exc}") from exc
+
+
+def describe_recording(settings: Mapping[str, Any]) -> str:
+    if not settings.get("enabled"):
+        return "recording off"
+    return f"recording on, rows_per_statement {settings.get('rows_per_statement')}"
+
+
+def norec_config(stack: Stack, workdir: Path) -> tuple[Path, int]:
+    """The dev stack's pcigate.yaml for the bench's own gateway: ``recording.enabled: false`` on the
+    connection, its own loopback port and spool (what tests/gateway_support.py's ``private_config`` does;
+    a bench does not import the tests' helpers). Written with mode 0600, as the dev stack's."""
+    config = yaml.safe_load(stack.config_file.read_text())
+    port = free_port()
+    conn = config["connections"][0]
+    conn["listen"] = f"127.0.0.1:{port}"
+    conn["recording"] = {**(conn.get("recording") or {}), "enabled": False}
+    config["nats"]["spool_dir"] = str(workdir / "spool")
+    path = workdir / "pcigate.yaml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(config, fh)
+    return path, port
+
+
+def norec_target(stack: Stack, home: Path, services: list[Service], notes: list[str]) -> Target | None:
+    """Start gateway-norec beside the dev stack (it joins ``services``, stopped at the end) and return it as
+    the bench identity, or None with a note."""
+    if stack.gateway_address() is None:  # same code and config: it would fail alike, and compare to nothing
+        notes.append(f"{NOREC} not measured: the dev stack's gateway is not up")
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix="pcigate-bench-norec-"))
+    try:
+        path, port = norec_config(stack, workdir)
+        settings = recording_settings(path)
+        if settings.get("enabled"):
+            raise BenchError(f"{path} still has recording on")
+        token = dev_token(home, BENCH_SUB, "--groups", BENCH_GROUP, "--ttl", "2h")
+        gateway = start_gateway(NOREC, path, port, workdir)
+    except (BenchError, OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        why = f"the dev config has no {exc} section" if isinstance(exc, KeyError) else str(exc)
+        notes.append(f"{NOREC} not measured: {why}")
+        return None
+    services.append(gateway)
+    say(f"{NOREC}: 127.0.0.1:{port} as {BENCH_SUB}, {describe_recording(settings)} (pid {gateway.pid})")
+    return Target(NOREC, "127.0.0.1", port, BENCH_SUB, token)
 
 
 def dev_status(home: Path) -> dict[str, Any]:
@@ -604,21 +742,79 @@ def ensure_pgbench_tables(stack: Stack, pgbench: str, scale: int) -> None:
 # ----------------------------------------------------------------------------------------- pgbouncer
 
 
+class Service(Protocol):
+    """A process the bench started itself and stops at the end (pgbouncer, gateway-norec)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def _terminate(proc: subprocess.Popen[bytes], within: float) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @dataclass
 class Pgbouncer:
     proc: subprocess.Popen[bytes]
     workdir: Path
     port: int
+    name: str = "pgbouncer"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        _terminate(self.proc, 10)
         shutil.rmtree(self.workdir, ignore_errors=True)  # it holds the role's password
+
+
+@dataclass
+class BenchGateway:
+    """A ``pcigate gateway`` the bench runs itself; its config, spool and log are in ``workdir``."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 600) -> str:
+        log = self.workdir / "gateway.log"
+        return log.read_text(errors="replace")[-chars:].strip() if log.exists() else "(no log)"
+
+    def stop(self) -> None:
+        """SIGTERM: the gateway closes its sessions and its spool process hands over what it holds."""
+        _terminate(self.proc, 60)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_gateway(name: str, config: Path, port: int, workdir: Path, within: float = 30.0) -> BenchGateway:
+    """``pcigate gateway --config`` in a child process, once it accepts connections on 127.0.0.1:``port``."""
+    with open(workdir / "gateway.log", "wb") as log:
+        proc = subprocess.Popen(
+            [*pcigate_argv(), "gateway", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    gateway = BenchGateway(name, proc, workdir, port)
+    deadline = time.monotonic() + within
+    while not can_connect("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = gateway.log_tail()
+            _terminate(proc, 10)
+            raise BenchError(f"{name} did not start listening on 127.0.0.1:{port}: {tail}")
+        time.sleep(0.05)
+    return gateway
 
 
 def _quote_auth(value: str) -> str:
@@ -760,7 +956,7 @@ def measure(pgbench: str, targets: dict[str, Target], plan: Plan) -> Outcome:
                 out.samples.append(Sample(rnd + 1, mode, name, plan.clients, many.tps, many.latency_ms))
                 out.samples.append(Sample(rnd + 1, mode, name, 1, one.tps, one.latency_ms))
                 say(
-                    f"  round {rnd + 1}/{plan.rounds}  {mode:8} {name:9} {many.tps:8.0f} tps "
+                    f"  round {rnd + 1}/{plan.rounds}  {mode:8} {name:13} {many.tps:8.0f} tps "
                     f"({plan.clients} clients)  {one.latency_ms:.3f} ms (1 client)"
                 )
     return out
@@ -812,13 +1008,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def cleanup(stack_ref: list[Stack], bouncer_ref: list[Pgbouncer], keep: bool) -> Iterator[None]:
+def cleanup(stack_ref: list[Stack], services: Sequence[Service], keep: bool) -> Iterator[None]:
+    """On the way out: stop the processes the bench started (before the stack they use), then the stack."""
     try:
         yield
     finally:
-        for bouncer in bouncer_ref:
-            bouncer.stop()
-            say("pgbouncer: stopped")
+        for service in services:
+            service.stop()
+            say(f"{service.name}: stopped")
         for stack in stack_ref:
             release_stack(stack, keep)
 
@@ -847,10 +1044,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     notes: list[str] = []
     stacks: list[Stack] = []
-    bouncers: list[Pgbouncer] = []
+    services: list[Service] = []
+    recording: dict[str, Any] = {}
+    load_before = os.getloadavg()[0]
     try:
         pgbench = find_pgbench(args.pgbench)
-        with cleanup(stacks, bouncers, args.keep):
+        with cleanup(stacks, services, args.keep):
             stack = stack_before(home)
             stacks.append(stack)
             stack_up(stack)
@@ -865,7 +1064,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     notes.append("pgbouncer not installed: skipped (apt-get install pgbouncer)")
                 else:
                     bouncer = start_pgbouncer(pgbouncer_bin, pg_host, pg_port, password)
-                    bouncers.append(bouncer)
+                    services.append(bouncer)
                     targets["pgbouncer"] = Target(
                         "pgbouncer", "127.0.0.1", bouncer.port, BENCH_ROLE, password
                     )
@@ -873,6 +1072,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if SUBJECT in plan.targets and (gateway := gateway_target(stack, home, notes)) is not None:
                 targets[SUBJECT] = gateway
+                recording[SUBJECT] = recording_settings(stack.config_file)
+                say(f"{SUBJECT}: {describe_recording(recording[SUBJECT])} (the dev stack's config)")
+            if NOREC in plan.targets and (norec := norec_target(stack, home, services, notes)) is not None:
+                targets[NOREC] = norec
+                recording[NOREC] = {"enabled": False}
             for note in notes:
                 say(f"  ! {note}")
 
@@ -886,6 +1090,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pgbench": version_line([pgbench, "--version"]),
                 "pgbouncer": version_line([pgbouncer_bin, "--version"]) if pgbouncer_bin else "not installed",
                 "python": platform.python_version(),
+                "load_1min": {"before": load_before, "after": os.getloadavg()[0]},
             }
     except BenchError as exc:
         print(f"pgbench_gateway: {exc}", file=sys.stderr)
@@ -896,6 +1101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = summarize(outcome.samples, plan.targets, plan.modes, plan.clients)
     verdict = floor_verdict(rows, plan.modes)
+    overheads = (
+        recording_overhead(outcome.samples, rows, plan.modes, plan.clients) if NOREC in plan.targets else []
+    )
     settings = {
         **asdict(plan),
         "scale": args.scale,
@@ -904,6 +1112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "role": BENCH_ROLE,
         "pgbouncer_pool_mode": "session",
         "measured_targets": sorted({s.target for s in outcome.samples}, key=plan.targets.index),
+        "recording": recording,
     }
     say("")
     say(format_machine(machine))
@@ -911,15 +1120,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"pgbench -S, {plan.clients} clients, scale {args.scale}, {plan.rounds} round(s) x {plan.duration} s "
         f"(1-client: {plan.latency_duration} s), medians over rounds, sslmode=disable, role {BENCH_ROLE}"
     )
+    if recording:
+        say("; ".join(f"{name}: {describe_recording(recording[name])}" for name in recording))
     say("")
     say(format_table(rows))
     say("")
     for line in format_verdict(verdict, rows):
         say(line)
+    if overheads:
+        say("")
+        for line in format_recording(overheads):
+            say(line)
     for note in notes:
         say(f"note: {note}")
     if args.json:
-        doc = results_document(machine, settings, outcome.samples, rows, verdict, notes)
+        doc = results_document(machine, settings, outcome.samples, rows, verdict, notes, overheads)
         Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         say(f"results written to {args.json}")
     if args.check and not verdict.passed:

@@ -1,4 +1,5 @@
-"""The gateway benchmark's report: pgbench output parsing, medians, ratios, the table and the floor verdict.
+"""The gateway benchmark's report: pgbench output parsing, medians, ratios, the table, the floor verdict and
+the recording overhead (gateway, recording on, against gateway-norec).
 
 The pgbench outputs below are real runs captured on the dev stack (pgbench 15 from Debian against the
 embedded PostgreSQL 18, and the embedded pgbench 18), so a format change in pgbench shows up here first.
@@ -7,8 +8,11 @@ embedded PostgreSQL 18, and the embedded pgbench 18), so a format change in pgbe
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
+import yaml
 
 from bench import pgbench_gateway as pb
 
@@ -326,6 +330,111 @@ def test_results_document_round_trips_as_json() -> None:
     assert doc["notes"] == ["n"]
 
 
+# ---------------------------------------------------------------------------------- recording overhead
+
+SAMPLES_REC = SAMPLES + _samples(
+    {
+        ("simple", "gateway-norec"): [11000.0, 10000.0, 12000.0],
+        ("prepared", "gateway-norec"): [20000.0, 19000.0, 21000.0],
+    },
+    {
+        ("simple", "gateway-norec"): [0.260, 0.240, 0.250],
+        ("prepared", "gateway-norec"): [0.200, 0.210, 0.220],
+    },
+)
+
+
+def test_norec_is_a_target_of_its_own_against_direct() -> None:
+    rows = pb.summarize(SAMPLES_REC, pb.TARGETS, pb.MODES, clients=8)
+    by = {(r.mode, r.target): r for r in rows}
+    assert [r.target for r in rows if r.mode == "simple"] == [*pb.TARGETS[:3], "gateway-norec"]
+    assert by[("simple", "gateway-norec")].ratio == pytest.approx(0.55)
+    assert by[("prepared", "gateway-norec")].added_us == pytest.approx(162.0)
+    table = pb.format_table(rows).splitlines()
+    assert " ".join(table[4].split()) == "simple gateway-norec 11000 ±9% 0.55 0.250 ms +165 µs"
+    # the floor stays about the product's default, the gateway with recording on
+    without = [r for r in rows if r.target != pb.NOREC]
+    assert pb.floor_verdict(rows, pb.MODES) == pb.floor_verdict(without, pb.MODES)
+
+
+def test_recording_overhead_ratios_rounds_and_cost_per_statement() -> None:
+    rows = pb.summarize(SAMPLES_REC, pb.TARGETS, pb.MODES, clients=8)
+    simple, prepared = pb.recording_overhead(SAMPLES_REC, rows, pb.MODES, clients=8)
+    assert simple.mode == "simple" and simple.ratio == pytest.approx(10000 / 11000)
+    assert simple.round_min == pytest.approx(0.9) and simple.round_max == pytest.approx(11000 / 12000)
+    assert simple.added_us == pytest.approx(30.0)
+    assert prepared.ratio == pytest.approx(0.8) and prepared.added_us == pytest.approx(45.0)
+    assert pb.format_recording([simple, prepared]) == [
+        "recording overhead: gateway/gateway-norec simple 0.91 (rounds 0.90-0.92), "
+        "prepared 0.80 (rounds 0.71-0.89)",
+        "recording cost per statement (1-client latency, gateway - gateway-norec): "
+        "simple +30 µs, prepared +45 µs",
+    ]
+
+
+def test_recording_overhead_not_measured_shows_dashes() -> None:
+    only_simple = [s for s in SAMPLES_REC if not (s.target == pb.NOREC and s.mode == "prepared")]
+    rows = pb.summarize(only_simple, pb.TARGETS, pb.MODES, clients=8)
+    overheads = pb.recording_overhead(only_simple, rows, pb.MODES, clients=8)
+    assert overheads[1] == pb.RecordingOverhead("prepared", None, None, None, None)
+    lines = pb.format_recording(overheads)
+    assert lines[0].endswith("simple 0.91 (rounds 0.90-0.92), prepared -")
+    assert lines[1].endswith("simple +30 µs, prepared -")
+    assert pb.format_recording(pb.recording_overhead([], [], ["simple"], 8)) == [
+        "recording overhead: gateway/gateway-norec simple -",
+        "recording cost per statement (1-client latency, gateway - gateway-norec): simple -",
+    ]
+
+
+def test_results_document_carries_the_recording_overhead() -> None:
+    rows = pb.summarize(SAMPLES_REC, pb.TARGETS, pb.MODES, clients=8)
+    overheads = pb.recording_overhead(SAMPLES_REC, rows, pb.MODES, clients=8)
+    verdict = pb.floor_verdict(rows, pb.MODES)
+    doc = json.loads(json.dumps(pb.results_document({}, {}, SAMPLES_REC, rows, verdict, [], overheads)))
+    assert [o["mode"] for o in doc["recording_overhead"]] == ["simple", "prepared"]
+    assert doc["recording_overhead"][1]["ratio"] == pytest.approx(0.8)
+    assert doc["recording_overhead"][1]["added_us"] == pytest.approx(45.0)
+    assert pb.results_document({}, {}, [], [], verdict, [])["recording_overhead"] == []
+
+
+def test_targets_option_takes_gateway_norec() -> None:
+    args = pb.parse_args(["--targets", "gateway-norec,direct,gateway"])
+    assert args.target_list == ["direct", "gateway", "gateway-norec"]  # report order
+    assert pb.parse_args([]).target_list == list(pb.TARGETS)
+    with pytest.raises(SystemExit):
+        pb.parse_args(["--targets", "direct,gateway-off"])
+
+
+@pytest.mark.parametrize("recording", [None, {"rows_per_statement": 7}, {"enabled": True}])
+def test_norec_config_switches_recording_off_on_its_own_port_and_spool(
+    tmp_path: Path, recording: dict[str, object] | None
+) -> None:
+    home = tmp_path / "home"
+    (home / "dev").mkdir(parents=True)
+    connection: dict[str, object] = {"name": "payments", "listen": "127.0.0.1:15432", "upstream": {"port": 5}}
+    if recording is not None:
+        connection["recording"] = recording
+    dev = {"nats": {"url": "nats://127.0.0.1:4222", "spool_dir": "/dev-spool"}, "connections": [connection]}
+    (home / "dev" / "pcigate.yaml").write_text(yaml.safe_dump(dev))
+    work = tmp_path / "work"
+    work.mkdir()
+    path, port = pb.norec_config(pb.Stack(home, False, {}), work)
+    config = yaml.safe_load(path.read_text())
+    conn = config["connections"][0]
+    assert conn["listen"] == f"127.0.0.1:{port}" and port != 15432
+    assert conn["recording"] == {**(recording or {}), "enabled": False}  # other recording keys kept
+    assert conn["upstream"] == {"port": 5} and config["nats"]["url"] == "nats://127.0.0.1:4222"
+    assert config["nats"]["spool_dir"] == str(work / "spool")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_recording_is_described_for_the_header() -> None:
+    assert pb.describe_recording({"enabled": True, "rows_per_statement": 100}) == (
+        "recording on, rows_per_statement 100"
+    )
+    assert pb.describe_recording({"enabled": False}) == "recording off"
+
+
 def test_machine_line() -> None:
     machine = {
         "nproc": 2,
@@ -335,3 +444,8 @@ def test_machine_line() -> None:
         "pgbouncer": "1.18",
     }
     assert pb.format_machine(machine) == "machine: 2 CPUs (AMD EPYC), PostgreSQL 18.6, pgbench 15, 1.18"
+
+
+def test_machine_line_with_load() -> None:
+    machine = {"nproc": 2, "cpu": "AMD EPYC", "load_1min": {"before": 0.41, "after": 2.893}}
+    assert pb.format_machine(machine).endswith(", load 0.41 before / 2.89 after")
