@@ -68,8 +68,9 @@ def msg_id(session_id: str, seq: int) -> str:
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
-    """One record as a line (compact JSON, UTF-8, newline)."""
-    return (_dumps(record) + "\n").encode("utf-8")
+    """One record as a line (compact JSON, UTF-8, newline); a lone surrogate, which UTF-8 cannot hold,
+    becomes ``?``."""
+    return (_dumps(record) + "\n").encode("utf-8", "replace")
 
 
 def chunk_header(session_id: str, seq: int) -> bytes:

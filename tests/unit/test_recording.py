@@ -200,3 +200,12 @@ def test_a_connection_can_switch_recording_off() -> None:
     assert isinstance(hook, SessionRecorder)
     chain = HookChain([hook])
     assert not chain.wants_statements and not chain.wants_waits  # it never judges or holds a statement
+
+
+def test_a_value_utf8_cannot_hold_still_makes_a_valid_chunk() -> None:
+    rec, chunks, _ = recorder()
+    stmt = StatementView(1, "SELECT x", analyze("SELECT 1"), None, [], "simple")
+    rec.row_description(stmt, [FieldDesc("bad\udcff name")])
+    rec.flush()
+    (columns,) = [r for r in parse_chunk(chunks[0][0]).records if r["k"] == "columns"]
+    assert columns["columns"][0]["name"] == "bad\udcff name"
