@@ -16,16 +16,18 @@ by the command that needs them, so `pcigate --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import socket
 import sys
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
-    from evidence.api import LogKey
+    from evidence.api import LedgerReader, LogKey
     from pcigate.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -101,8 +103,9 @@ def cmd_ledger_keys(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- proof
 
 
-def _reader_actor(dsn: str, origin: str) -> Any:
-    """The CLI user as reader: OS user name at ``local:<hostname>``, reading the ledger database."""
+def _reader_actor(dsn: str, origin: str, client_app: str = CLIENT_APP) -> Any:
+    """The CLI user as reader: OS user name at ``local:<hostname>``, reading the ledger database with the
+    command ``client_app`` names."""
     from evidence.api import ServiceActor
 
     try:
@@ -119,8 +122,30 @@ def _reader_actor(dsn: str, origin: str) -> Any:
         database=database_name(dsn),
         log_origin=origin,
         kind="human",
-        client_app=CLIENT_APP,
+        client_app=client_app,
     )
+
+
+@contextlib.asynccontextmanager
+async def open_reader(
+    dsn: str,
+    actor: Any,
+    purpose: str | None,
+    trusted_keys: Sequence[str] = (),
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> AsyncIterator[LedgerReader]:
+    """A ledger reader on its own connection, recorded as ``actor`` reading for ``purpose``; the
+    connection closes with the block."""
+    import asyncpg
+
+    from evidence.api import LedgerReader, Recorder
+
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    try:
+        yield LedgerReader(conn, Recorder(actor), purpose, trusted_keys=trusted_keys)
+    finally:
+        await conn.close()
 
 
 def _database_host(dsn: str) -> str:
@@ -146,16 +171,8 @@ def _dsn(args: argparse.Namespace, config: Config) -> str:
 
 
 async def _proof(dsn: str, actor: Any, purpose: str | None, vkeys: list[str], event_id: str) -> str:
-    import asyncpg
-
-    from evidence.api import LedgerReader, Recorder
-
-    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-    try:
-        reader = LedgerReader(conn, Recorder(actor), purpose, trusted_keys=vkeys)
+    async with open_reader(dsn, actor, purpose, vkeys) as reader:
         bundle = await reader.inclusion_proof(event_id)
-    finally:
-        await conn.close()
     return bundle.to_json()
 
 

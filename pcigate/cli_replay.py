@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 import time
@@ -23,7 +22,6 @@ from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
 from pcigate.replay import ChunkProblemError
 
 if TYPE_CHECKING:
-    from evidence.api import LedgerReader
     from pcigate.config import Config
     from pcigate.recordings import SessionRow
     from pcigate.replay import Attested
@@ -32,40 +30,32 @@ CLIENT_APP: Final = "pcigate-replay"
 MAX_PAUSE_S: Final = 3.0  # a replay never sits longer than this on one idle gap, whatever the speed
 
 
-async def _reader(config: Config, purpose: str) -> tuple[Any, LedgerReader]:
-    import asyncpg
-
-    from evidence.api import LedgerReader, Recorder
+def _ledger(config: Config) -> tuple[str, Any]:
+    """The ledger's DSN and the CLI user as its reader."""
     from pcigate.cli_ledger import _reader_actor
     from pcigate.config import resolve_secret
 
     dsn = resolve_secret(config.ledger.dsn, key="ledger.dsn")
-    actor = dataclasses.replace(_reader_actor(dsn, config.ledger.origin), client_app=CLIENT_APP)
-    conn = await asyncpg.connect(dsn, timeout=15)
-    return conn, LedgerReader(conn, Recorder(actor), purpose)
+    return dsn, _reader_actor(dsn, config.ledger.origin, CLIENT_APP)
 
 
 async def _sessions(config: Config, since: datetime) -> list[SessionRow]:
+    from pcigate.cli_ledger import open_reader
     from pcigate.recordings import list_sessions
 
-    conn, reader = await _reader(config, "list recorded sessions")
-    try:
+    async with open_reader(*_ledger(config), "list recorded sessions") as reader:
         return await list_sessions(reader, since)
-    finally:
-        await conn.close()
 
 
 async def _recording(config: Config, session_id: str) -> tuple[list[Attested], dict[int, bytes]]:
     import nats
 
+    from pcigate.cli_ledger import open_reader
     from pcigate.recordings import attested_chunks, stored_chunks
     from pcigate.settings import nats_connect_options, nats_servers
 
-    conn, reader = await _reader(config, f"replay of session {session_id}")
-    try:
+    async with open_reader(*_ledger(config), f"replay of session {session_id}") as reader:
         attested = await attested_chunks(reader, session_id)
-    finally:
-        await conn.close()
     nc = await nats.connect(nats_servers(config), **nats_connect_options(config))
     try:
         return attested, await stored_chunks(nc, session_id)

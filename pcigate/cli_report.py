@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import sys
 from collections.abc import Iterator
@@ -61,11 +60,10 @@ class _Progress:
 
 
 async def _build(config: Config, args: argparse.Namespace, progress: _Progress) -> tuple[bytes, Integrity]:
-    import asyncpg
 
-    from evidence.api import LedgerReader, Recorder, missing_10_2_2
+    from evidence.api import missing_10_2_2
     from pcigate import __version__
-    from pcigate.cli_ledger import _log_keys, _reader_actor
+    from pcigate.cli_ledger import _log_keys, _reader_actor, open_reader
     from pcigate.config import resolve_secret
     from reports.pack import pack_files
     from reports.read import Period, read_integrity, read_period
@@ -74,12 +72,10 @@ async def _build(config: Config, args: argparse.Namespace, progress: _Progress) 
 
     dsn = resolve_secret(config.ledger.dsn, key="ledger.dsn")
     keys = [k.vkey for k in _log_keys(config, need_current=False)]
-    actor = dataclasses.replace(_reader_actor(dsn, config.ledger.origin), client_app=CLIENT_APP)
+    actor = _reader_actor(dsn, config.ledger.origin, CLIENT_APP)
     period = Period(args.since, args.until, frozenset(args.connection or ()))
     purpose = f"evidence pack {args.since:%Y-%m-%d} to {args.until:%Y-%m-%d}"
-    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-    try:
-        reader = LedgerReader(conn, Recorder(actor), purpose, trusted_keys=keys)
+    async with open_reader(dsn, actor, purpose, keys, connect_timeout=CONNECT_TIMEOUT_S) as reader:
         summary = Summary(complete=lambda e: not missing_10_2_2(e))
         with _without_cycle_collector():
             first, last = await read_period(reader, period, summary, progress)
@@ -88,8 +84,6 @@ async def _build(config: Config, args: argparse.Namespace, progress: _Progress) 
         integrity = await read_integrity(reader, first, last, summary.samples)
         head = await reader.events(limit=100)  # the oldest entries: which still has its payload (10.5.1)
         oldest = next((r.time for r in head if r.event is not None), None)
-    finally:
-        await conn.close()
     origin = config.ledger.origin
     files, digest = pack_files(
         integrity, period, origin=origin, keys=keys, generator=f"pcigate {__version__}"
