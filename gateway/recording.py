@@ -126,7 +126,6 @@ class SessionRecorder(Hook):
         rows_per_statement: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.session_info = session
         self._session_id = session.session_id
         self._sink = sink
         self._limit = rows_per_statement

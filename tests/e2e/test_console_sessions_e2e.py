@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from typing import Any
 
-import nats
 import psycopg
 from rich.console import Console
 from textual.widgets import RichLog, Static
@@ -19,7 +17,7 @@ from pcigate.cli_approvals import _ledger_source
 from pcigate.config import load_config
 from tests.e2e.test_approvals_e2e import ADMINS, BOB, approver, connect, unique
 from tests.e2e.test_console_e2e import SIZE, until
-from tests.e2e.test_recording_e2e import no_clear_card, recorded_session
+from tests.e2e.test_recording_e2e import forge_chunk, no_clear_card, recorded_session
 from tests.gateway_support import GatewayEndpoint
 from tui.app import ApproverApp
 from tui.screens import ReplayScreen
@@ -34,21 +32,6 @@ def read_cards(gw: GatewayEndpoint, sub: str) -> list[Any]:
         rows = conn.execute(READ).fetchall()
     assert len(rows) == 3 and all("*" in row[1] for row in rows), rows
     return rows
-
-
-async def forge_chunk(nats_url: str, session_id: str, seq: int) -> None:
-    """A chunk published straight to the recordings stream: the ledger never attested it."""
-    nc = await nats.connect(nats_url, connect_timeout=5)
-    try:
-        header = {"k": "chunk", "format": "pcigate-recording/1", "session_id": session_id, "seq": seq}
-        forged = json.dumps(header) + '\n{"k":"end","t":1,"reason":"client_closed"}\n'
-        await nc.jetstream().publish(
-            f"pcigate.recordings.{session_id}",
-            forged.encode(),
-            headers={"Nats-Msg-Id": f"{session_id}.{seq}"},
-        )
-    finally:
-        await nc.close()
 
 
 async def replay(dev_stack: dict[str, Any], gw: GatewayEndpoint, session_id: str) -> tuple[Replayed, str]:

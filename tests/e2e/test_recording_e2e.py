@@ -73,6 +73,18 @@ def chunks_of(nats_url: str, session_id: str) -> list[bytes]:
     return asyncio.run(read())
 
 
+async def forge_chunk(nats_url: str, session_id: str, seq: int) -> None:
+    """A chunk published straight to the recordings stream: the ledger never attested it."""
+    nc = await nats.connect(nats_url, connect_timeout=5)
+    try:
+        header = {"k": "chunk", "format": "pcigate-recording/1", "session_id": session_id, "seq": seq}
+        forged = json.dumps(header) + '\n{"k":"end","t":1,"reason":"client_closed"}\n'
+        headers = {"Nats-Msg-Id": f"{session_id}.{seq}"}
+        await nc.jetstream().publish(f"pcigate.recordings.{session_id}", forged.encode(), headers=headers)
+    finally:
+        await nc.close()
+
+
 def no_clear_card(text: str | bytes, where: str) -> None:
     data = text.encode() if isinstance(text, str) else text
     assert not [p for ps in TEST_PANS.values() for p in ps if p.encode() in data], f"a test card in {where}"
@@ -131,18 +143,7 @@ def test_an_approved_statement_and_a_forged_chunk(
     assert "-- approved by bob@example.com: CHG-9 expiry fix" in out and "UPDATE 1" in out
     assert "ERROR:  42P01:" in out
 
-    async def forge() -> None:
-        nc = await nats.connect(gateway.nats_url, connect_timeout=5)
-        try:
-            sid, seq = session["session_id"], session["chunks"] + 1
-            header = {"k": "chunk", "format": "pcigate-recording/1", "session_id": sid, "seq": seq}
-            forged = json.dumps(header) + '\n{"k":"end","t":1,"reason":"client_closed"}\n'
-            headers = {"Nats-Msg-Id": f"{sid}.{seq}"}
-            await nc.jetstream().publish(f"pcigate.recordings.{sid}", forged.encode(), headers=headers)
-        finally:
-            await nc.close()
-
-    asyncio.run(forge())
+    asyncio.run(forge_chunk(gateway.nats_url, session["session_id"], session["chunks"] + 1))
     stopped = pcigate(config, "replay", session["session_id"], "--no-timing")
     assert stopped.returncode == 1
     assert f"chunk {session['chunks'] + 1}" in stopped.stderr and "not in the ledger" in stopped.stderr

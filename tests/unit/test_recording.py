@@ -33,16 +33,19 @@ class Clock:
         return self.now
 
 
-def recorder(limit: int = 2) -> tuple[SessionRecorder, list[tuple[bytes, ChunkMeta]], Clock]:
+def rec_info() -> SessionInfo:
     identity = VerifiedIdentity(
         sub="agent-7", iss="https://issuer.example", name=None, groups=("agents",), kind="agent",
         on_behalf_of="alice@example.com", jti=None, expires_at=datetime(2030, 1, 1, tzinfo=UTC), amr=(),
     )  # fmt: skip
-    info = SessionInfo(SID, identity, "payments", "payments", "pcigate_ro", "127.0.0.1", 5000, "psql", False)
+    return SessionInfo(SID, identity, "payments", "payments", "pcigate_ro", "127.0.0.1", 5000, "psql", False)
+
+
+def recorder(limit: int = 2) -> tuple[SessionRecorder, list[tuple[bytes, ChunkMeta]], Clock]:
     chunks: list[tuple[bytes, ChunkMeta]] = []
     clock = Clock()
-    rec = SessionRecorder(info, lambda data, meta: chunks.append((data, meta)), rows_per_statement=limit,
-                          clock=clock)  # fmt: skip
+    sink = lambda data, meta: chunks.append((data, meta))  # noqa: E731 - a one-line sink
+    rec = SessionRecorder(rec_info(), sink, rows_per_statement=limit, clock=clock)
     return rec, chunks, clock
 
 
@@ -79,10 +82,6 @@ def test_a_session_is_recorded_in_chunks_whose_hashes_the_events_carry() -> None
     assert chunk.records[4] == {"k": "complete", "seq": 1, "tag": "SELECT 3", "rows": 3, "rows_recorded": 2,
                                 "t": 0.0}  # fmt: skip
     assert [r["k"] for r in parse_chunk(chunks[1][0]).records] == ["end"]
-
-
-def rec_info() -> SessionInfo:
-    return recorder()[0].session_info
 
 
 def test_a_card_number_that_reaches_the_recorder_is_masked_in_the_chunk() -> None:
@@ -192,7 +191,7 @@ def test_table_aligns_like_psql() -> None:
 
 def test_a_connection_can_switch_recording_off() -> None:
     appended: list[tuple[str, str, bytes]] = []
-    info = recorder()[0].session_info
+    info = rec_info()
     off = RecordingPolicy(enabled=False, rows_per_statement=100, append=lambda *a: appended.append(a))
     assert off.hooks(info) == []
     on = RecordingPolicy(enabled=True, rows_per_statement=100, append=lambda *a: appended.append(a))
