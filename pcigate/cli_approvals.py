@@ -159,8 +159,6 @@ def _sensitive(config: Config) -> Callable[[str, str], bool]:
 
 def _ledger_source(config: Config) -> tuple[Any, str | None]:
     """The ledger panel's reader, or why there is none (the console works without it)."""
-    import dataclasses
-
     from evidence.checkpoint import NoteError
     from pcigate.cli_ledger import _log_keys, _reader_actor
     from pcigate.config import ConfigError, resolve_secret
@@ -171,7 +169,7 @@ def _ledger_source(config: Config) -> tuple[Any, str | None]:
         keys = [k.vkey for k in _log_keys(config, need_current=False)]
     except (ConfigError, NoteError) as exc:
         return None, f"the ledger cannot be read from here: {exc}"
-    actor = dataclasses.replace(_reader_actor(dsn, config.ledger.origin), client_app=CONSOLE_APP)
+    actor = _reader_actor(dsn, config.ledger.origin, CONSOLE_APP)
     return LedgerSource(dsn, keys, actor), None
 
 
