@@ -45,6 +45,7 @@ from gateway.identity import AuthFailure, VerifiedIdentity, unverified_claims
 from gateway.pgwire import messages as m
 from gateway.pgwire import startup as st
 from gateway.pgwire.messages import Buf
+from gateway.policy.fastpath import call_text
 from gateway.recording import SessionRecorder
 from gateway.result_limits import Breach, ResultBudget
 from gateway.spool_waits import SpoolUnavailable
@@ -533,6 +534,7 @@ class PgSession:
                 consecutive_failures=count,
                 lockout_until=None,
             ),
+            policy_version=ctx.policy_version,
         )
         try:
             seq = ctx.spool.append_event(audit.subject_for("auth.failed"), event_id, payload)
@@ -1730,8 +1732,7 @@ def fatal_free(sqlstate: str, message: str, hint: str | None = None) -> bytes:
 
 def _function_text(body: bytes | memoryview) -> str:
     """What the audit trail records for a fast-path FunctionCall (it has no SQL text)."""
-    oid = int.from_bytes(body[:4], "big") if len(body) >= 4 else 0
-    return f"/* fast-path function call */ SELECT pcigate_function_oid_{oid}()"
+    return call_text(int.from_bytes(body[:4], "big") if len(body) >= 4 else 0)
 
 
 def _blocked(verdict: Verdict) -> bytes:

@@ -23,6 +23,7 @@ from gateway.audit import statement_audit
 from gateway.hooks import MASK_ALL, Hook, PendingStatement, SessionInfo, StatementView, Verdict
 from gateway.policy.engine import Decision, PolicyEngine, Requester
 from gateway.policy.facts import Facts, FactsCache
+from gateway.policy.fastpath import fast_path_facts
 from pcigate.config.models import Approvals, Policy
 from schemas.ids import new_event_id
 from schemas.models import Statement
@@ -141,7 +142,10 @@ class PolicyHook(Hook):
 
     def statement(self, stmt: StatementView) -> Verdict | None:
         self._refusing = False
-        facts = self._facts(stmt.text, stmt.scs_on)
+        if stmt.protocol == "function":
+            facts = fast_path_facts(stmt.text)
+        else:
+            facts = self._facts(stmt.text, stmt.scs_on)
         decision = self._runtime.engine.decide(self._who, facts)
         stmt.rule = decision.rule
         stmt.notes["policy"] = decision
