@@ -360,7 +360,7 @@ class SessionAudit:
             target=self.target,
             session_id=self.session_id,
             outcome=outcome,
-            policy=None,
+            policy=Policy(version=self._policy_version, rule=None),
             pci=pci_requirements("session.closed"),
             data=data,
         )
@@ -387,8 +387,10 @@ def auth_failed_event(
     sqlstate: str,
     message: str,
     data: AuthFailedData,
+    policy_version: str,
 ) -> tuple[str, bytes]:
-    """An ``auth.failed`` event; ``actor`` is the claimed (unverified) identity."""
+    """An ``auth.failed`` event; ``actor`` is the claimed (unverified) identity. The policy version says
+    which policy refused it, like every other event's."""
     event = AuthFailed(
         id=new_event_id(),
         schema_version=SCHEMA_VERSION,
@@ -398,7 +400,7 @@ def auth_failed_event(
         target=target,
         session_id=None,
         outcome=Outcome(result="failure", code=sqlstate, message=message),
-        policy=None,
+        policy=Policy(version=policy_version, rule=None),
         pci=pci_requirements("auth.failed"),
         data=data,
     )

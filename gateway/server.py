@@ -119,6 +119,7 @@ class Gateway:
             issuer=config.identity.issuer,
             allow_self_approval=config.approvals.allow_self_approval,
             approver_groups=config.approver_groups(),
+            policy_version=config.policy_version(),
         )
         await self.approvals.start()
         cancels, failures = CancelRegistry(), FailureTracker()

@@ -141,6 +141,7 @@ class ApprovalService:
         issuer: str,
         allow_self_approval: bool = False,
         approver_groups: frozenset[str] = frozenset(),
+        policy_version: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gateway_id = "gw-" + uuid.uuid4().hex[:16]
@@ -151,6 +152,7 @@ class ApprovalService:
         self._allow_self = allow_self_approval
         self._issuer = issuer  # for auth.failed of a token that names none
         self._approver_groups = approver_groups  # every group a rule or default names (for whoami)
+        self._policy_version = policy_version  # for auth.failed, like every other event
         self._clock = clock
         self._holds: dict[str, _Hold] = {}
         self._finished: OrderedDict[str, _Hold] = OrderedDict()
@@ -458,6 +460,7 @@ class ApprovalService:
                 consecutive_failures=1,
                 lockout_until=None,
             ),
+            policy_version=self._policy_version,
         )
         try:
             await self._durable(subject_for("auth.failed"), event_id, payload)

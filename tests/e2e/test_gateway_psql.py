@@ -110,6 +110,7 @@ def _refused(gateway: GatewayEndpoint, token: str, sub: str, reason: str) -> Non
     assert events, f"no auth.failed event for {sub}"
     assert events[0]["data"]["reason"] == reason
     assert events[0]["outcome"]["result"] == "failure"
+    assert events[0]["policy"]["version"].startswith("sha256:") and events[0]["policy"]["rule"] is None
     assert token not in json.dumps(events[0])
 
 

@@ -91,6 +91,10 @@ def test_every_statement_is_recorded_masked(gateway: GatewayEndpoint) -> None:
     assert literal["data"]["statement"]["digest"] != bound["data"]["statement"]["digest"]
     closed = events[-1]
     assert closed["data"]["statements"] == 5 and closed["data"]["reason"] == "client_closed"
+    # every event names the policy in force, session.closed included (a rule only where one decided)
+    versions = {e["policy"]["version"] for e in events}
+    assert len(versions) == 1 and versions.pop().startswith("sha256:")
+    assert closed["policy"]["rule"] is None
     assert closed["data"]["bytes_from_client"] > 0 and closed["data"]["bytes_to_client"] > 0
 
 
