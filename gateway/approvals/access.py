@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from gateway.approvals.record import binding_of
 from gateway.approvals.service import ApprovalService, Outcome, Ticket
@@ -237,7 +237,21 @@ class AccessGate:
         )
 
     def _expire(self, key: tuple[str, str], grant: Grant) -> None:
+        sessions = self._revoke(key, grant, "expired")
+        message = (
+            f"pcigate: your just-in-time access to connection {self._connection.name} ended at "
+            f"{_utc(grant.until)}; the session was closed"
+        )
+        for session in sessions:
+            session.revoke(message)
+
+    def _revoke(
+        self, key: tuple[str, str], grant: Grant, reason: Literal["expired", "termination"]
+    ) -> list[Holder]:
+        """End the grant and record ``access.revoked``; the sessions it held, for the caller to end."""
         grant.ended = True
+        if grant.timer is not None:
+            grant.timer.cancel()
         if self._grants.get(key) is grant:
             del self._grants[key]
         sessions = list(grant.sessions)
@@ -247,7 +261,7 @@ class AccessGate:
             grantee=grant.grantee,
             privileges=("connect",),
             role=grant.role,
-            reason="expired",
+            reason=reason,
             sessions_terminated=len(sessions),
             ticket=None,
         )
@@ -255,12 +269,7 @@ class AccessGate:
             self._append(grant.audit, AccessRevoked, data, self._gateway, _LOCAL)
         except SpoolUnavailable as exc:  # the sessions end all the same
             log.error("access.revoked could not be recorded: %s", exc.reason)
-        message = (
-            f"pcigate: your just-in-time access to connection {self._connection.name} ended at "
-            f"{_utc(grant.until)}; the session was closed"
-        )
-        for session in sessions:
-            session.revoke(message)
+        return sessions
 
     def _append(
         self,
@@ -274,9 +283,14 @@ class AccessGate:
         return self._spool.append_event(subject, event_id, payload)
 
     def close(self) -> None:
-        for grant in self._grants.values():
-            if grant.timer is not None:
-                grant.timer.cancel()
+        """The gateway stops: grants live in this process, so each ends here, recorded as ended by
+        ``termination`` (the spool still takes records; the gateway flushes it after this)."""
+        for key, grant in list(self._grants.items()):
+            for session in self._revoke(key, grant, "termination"):
+                session.revoke(
+                    f"pcigate: the gateway is stopping; your just-in-time access to connection "
+                    f"{self._connection.name} ended with it"
+                )
         for asking in self._asking.values():
             asking.task.cancel()
 

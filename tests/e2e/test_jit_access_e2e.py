@@ -131,3 +131,25 @@ def test_identities_the_grant_rule_does_not_name_connect_at_once(jit_gateway: Ga
     token = jit_gateway.token(sub=unique("ci"), groups=("ci",), kind="service")
     with connect(jit_gateway, token, timeout=5) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_gateway_that_stops_ends_its_grants_on_the_record(
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmp_path: Any
+) -> None:
+    """Grants live in the gateway process: stopping it ends them, and ``access.revoked`` says so."""
+    erin = unique("erin")
+    minute = {"jit": {**JIT["jit"], "grant": "60s"}}
+    with private_gateway(dev_stack["config"], gateway, tmp_path, [], connection=minute) as gw:
+        token = gw.token(sub=erin, groups=("engineers",))
+        waiting = in_thread(lambda: connect(gw, token))
+        (request,) = pending_requests(gw, erin)
+        decide(gw, request, approver(gw))
+        with waiting.result(timeout=30) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        (granted,) = events(gw, "access.granted", erin)
+        started = time.monotonic()
+    # the gateway has stopped (SIGTERM) well inside the grant's minute
+    assert time.monotonic() - started < 30
+    (revoked,) = events(gw, "access.revoked", erin)
+    assert revoked["data"]["reason"] == "termination"
+    assert revoked["data"]["grant_id"] == granted["data"]["grant_id"]
