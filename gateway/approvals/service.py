@@ -243,7 +243,7 @@ class ApprovalService:
             columns=_columns(ticket.columns),
             binding=ticket.binding,
             rule=ticket.rule,
-            why=ticket.why,
+            why=_shown(ticket.why, 1024),
             approver_groups=spec.groups,
             quorum=spec.quorum,
             scope=spec.scope,
@@ -625,9 +625,15 @@ def _reply(verdict: Judgement, request: Request) -> DecideReply:
 
 
 def _columns(columns: tuple[str, ...]) -> tuple[str, ...]:
-    """Column names as a record may show them: identifiers can hold anything, card numbers included."""
-    shown = (_NOT_LABEL.sub("\ufffd", mask_text(c)[0])[:512] for c in columns)
+    """Column names as a record may show them."""
+    shown = (_shown(c, 512) for c in columns)
     return tuple(dict.fromkeys(c for c in shown if c))[:64]
+
+
+def _shown(text: str, limit: int) -> str:
+    """Names (identifiers, a rule's explanation) as a record may show them: identifiers can hold anything,
+    card numbers and control characters included."""
+    return _NOT_LABEL.sub("\ufffd", mask_text(text)[0])[:limit]
 
 
 def _held_notice(request: Request) -> str:

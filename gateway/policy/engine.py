@@ -84,6 +84,20 @@ class PolicyEngine:
         self._approvals = approvals
         self._clock = clock
         self._zones = {r.match.time.tz: ZoneInfo(r.match.time.tz) for r in policy.rules if r.match.time}
+        self._rules = {r.name: r for r in policy.rules}
+
+    def explain(self, decision: Decision, who: Requester, facts: Facts) -> str:
+        """``decision.why`` with what its rule matched on, for the person deciding a held statement: the
+        requester's kind and groups, the statement's classes, tables, columns, functions, conditions. Names
+        from the config and the statement, never values. Off the hot path: only a held statement asks."""
+        rule = self._rules.get(decision.rule)
+        if rule is None:
+            return decision.why
+        parts = _matched_on(rule.match, who, facts)
+        if not parts:
+            return decision.why
+        head = f"rule {rule.name} matched"
+        return decision.why.replace(head, f"{head} ({'; '.join(parts)})", 1)
 
     def decide(self, who: Requester, facts: Facts) -> Decision:
         now = self._clock()
@@ -177,6 +191,44 @@ class PolicyEngine:
         clock = f"{local.hour:02d}:{local.minute:02d}"
         inside = _DAYS[local.weekday()] in window.days and window.start <= clock < window.end
         return inside != window.outside
+
+
+def _matched_on(m: RuleMatch, who: Requester, facts: Facts) -> list[str]:
+    """Each key of a match and what of the requester and the statement it matched."""
+    parts: list[str] = []
+    if m.kinds:
+        parts.append(f"kind {who.kind}")
+    if m.groups:
+        parts.append(_names("group", who.groups.intersection(m.groups)))
+    if m.commands:
+        parts.append(_names("command", {c for c in m.commands if _starts(facts.command, c)}))
+    if m.conditions:
+        parts.append(_names("condition", facts.conditions.intersection(m.conditions)))
+    if m.statements:
+        parts.append(_names("class", facts.classes.intersection(m.statements)))
+    named: list[tuple[str, frozenset[str], tuple[str, ...], Callable[[str, str], bool]]] = [
+        ("table", facts.tables, m.tables, lambda t, p: _name_match(t, p, 2)),
+        ("column", facts.columns, m.columns, lambda c, p: _column_match(c, p, False)),
+        ("function", facts.functions, m.functions, lambda f, p: _function_match(f, p, False)),
+    ]
+    for key, items, patterns, hit in named:
+        if patterns:
+            parts.append(_names(key, {i for i in items if any(hit(i, p) for p in patterns)}))
+    if m.rows_over is not None:
+        parts.append(f"may return more than {m.rows_over} rows")
+    if m.time is not None:
+        w = m.time
+        where = "outside" if w.outside else "inside"
+        parts.append(f"{where} {','.join(w.days)} {w.start}-{w.end} {w.tz}")
+    return [p for p in parts if p]
+
+
+def _names(key: str, names: set[str] | frozenset[str], shown: int = 3) -> str:
+    if not names:
+        return ""
+    ordered = sorted(names)
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return f"{key}{'s' if len(ordered) > 1 else ''} {', '.join(ordered[:shown])}{more}"
 
 
 def _listed(

@@ -79,7 +79,10 @@ class PolicyHook(Hook):
             return None
         if self._granted(decision.rule) is not None:
             return None
-        return self._hold(service, key, stmt, decision, tuple(sorted(facts.columns)))
+        why = self._runtime.engine.explain(decision, self._who, facts)
+        return self._hold(
+            service, key, stmt, dataclasses.replace(decision, why=why), tuple(sorted(facts.columns))
+        )
 
     async def _hold(
         self,

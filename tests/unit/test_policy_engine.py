@@ -717,3 +717,45 @@ def test_an_opaque_statement_never_gets_an_allow_it_might_not_deserve(
     deciding = matches_[int(d.rule[1:])]
     assert not {"statements", "tables", "columns", "functions", "rows_over"} & deciding.keys()
     assert set(deciding.get("conditions", [])) <= {"set_role"}
+
+
+# ------------------------------------------------------------------------------------------ explain
+
+
+def test_explain_names_what_the_rule_matched_on_never_values() -> None:
+    e = engine(
+        [
+            rule("card-writes", "require_approval", statements=["write"], tables=["public.cards"]),
+            rule("agent-reads", "require_approval", kinds=["agent"], tables=["*.cards"], rows_over=100),
+            rule(
+                "office",
+                "require_approval",
+                groups=["dba", "ops"],
+                functions=["pg_read_file"],
+                conditions=["dangerous_function"],
+                time={"days": ["mon"], "start": "08:00", "end": "18:00", "tz": "Europe/Berlin"},
+            ),
+        ]
+    )
+    sql = "UPDATE cards SET brand = 'visa-4111111111111111' WHERE card_id = 7"
+    facts = statement_facts(sql)
+    why = e.explain(decide(e, sql, HUMAN), HUMAN, facts)
+    assert why == "rule card-writes matched (class write; table public.cards)"
+    assert "4111" not in why and "7" not in why
+    facts = statement_facts("SELECT pan FROM cards")
+    assert e.explain(decide(e, facts, AGENT), AGENT, facts) == (
+        "rule agent-reads matched (kind agent; table public.cards; may return more than 100 rows)"
+    )
+    facts = statement_facts("SELECT pg_read_file('/etc/hosts')")
+    assert e.explain(decide(e, facts, HUMAN), HUMAN, facts) == (
+        "rule office matched (group dba; condition dangerous_function; function pg_read_file; "
+        "inside mon 08:00-18:00 Europe/Berlin)"
+    )
+
+
+def test_explain_leaves_default_and_opaque_decisions_as_they_are() -> None:
+    e = engine([], opaque="require_approval")
+    for sql in ("SELECT 1", "DO $$ BEGIN END $$"):
+        facts = statement_facts(sql)
+        decision = decide(e, facts)
+        assert e.explain(decision, AGENT, facts) == decision.why
