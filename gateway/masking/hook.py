@@ -18,9 +18,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
-from gateway.hooks import MASK_ALL, Hook, PendingStatement, RowHandler, SessionInfo, StatementView, Verdict
+from gateway.hooks import (
+    MASK_ALL,
+    MASK_COLUMNS,
+    Hook,
+    PendingStatement,
+    RowHandler,
+    SessionInfo,
+    StatementView,
+    Verdict,
+)
 from gateway.masking.catalog import CatalogCache
 from gateway.masking.copyout import CopyMasker
 from gateway.masking.detect import Masked, find_track_data, has_candidate, mask_card_data
@@ -196,6 +205,7 @@ class MaskingHook(Hook):
         lineage = _lineage_of(stmt)
         by_lineage = lineage.actions_for(fields) if lineage is not None else [None] * len(fields)
         mask_all = stmt is not None and stmt.notes.get(MASK_ALL) is True
+        overrides = _column_overrides(stmt)
         masks: list[ColumnMask] = []
         sad: dict[int, SadKind] = {}
         for i, f in enumerate(fields):
@@ -210,6 +220,10 @@ class MaskingHook(Hook):
             )
             if mask_all and _STRICTNESS[action] < _STRICTNESS["full"]:
                 action, detector = "full", "custom_rule"  # a policy rule with action: mask
+            for by_rule in overrides:  # a mask rule's own columns: only ever stricter
+                ruled = by_rule(f.name) if real is None else stricter(by_rule(f.name), by_rule(real))
+                if _STRICTNESS[ruled] > _STRICTNESS[action]:
+                    action, detector = ruled, "custom_rule"
             if action == "clear":
                 continue
             masks.append(ColumnMask(i, action, detector))
@@ -252,8 +266,9 @@ class MaskingHook(Hook):
             overall, formats = m.parse_copy_response(body)
             lineage = _lineage_of(stmt)
             actions = lineage.copy_actions(len(formats)) if lineage else None
-            if stmt is not None and stmt.notes.get(MASK_ALL) is True:
-                actions = ["full"] * len(formats)  # a policy rule with action: mask
+            if stmt is not None and (stmt.notes.get(MASK_ALL) is True or _column_overrides(stmt)):
+                # a policy rule with action: mask (COPY data names no columns: its columns hide them all)
+                actions = ["full"] * len(formats)
             self._copy = CopyMasker(
                 binary=overall == 1,
                 csv=lineage.copy_csv if lineage else None,
@@ -408,6 +423,13 @@ class MaskingHook(Hook):
             rule=None,
             pci=(_SAD_PCI[kind],),
         )
+
+
+def _column_overrides(stmt: StatementView | None) -> tuple[Callable[[str], Action], ...]:
+    """The column rules of the policy's mask rules for this statement (MASK_COLUMNS), if any."""
+    if stmt is None:
+        return ()
+    return cast("tuple[Callable[[str], Action], ...]", stmt.notes.get(MASK_COLUMNS, ()))
 
 
 def _lineage_of(stmt: StatementView | None) -> LineageView | None:

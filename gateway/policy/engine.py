@@ -72,6 +72,9 @@ class Decision:
     why: str
     message: str | None = None
     approval: ApprovalSpec | None = None
+    # The mask rules that matched on the way: whatever lets the statement run (allow, an approval), its
+    # results are masked by them (see the module doc). Always set when ``action`` is ``mask``.
+    masks: tuple[Rule, ...] = ()
 
 
 class PolicyEngine:
@@ -101,40 +104,51 @@ class PolicyEngine:
 
     def decide(self, who: Requester, facts: Facts) -> Decision:
         now = self._clock()
-        masking: Rule | None = None  # a mask rule that matched part of the statement (see the module doc)
+        masks: list[Rule] = []  # mask rules that matched part of the statement (see the module doc)
         for rule in self.policy.rules:
             verdict = self._matches(rule.match, who, facts, now, every=rule.action == "allow")
             if verdict is None:
                 return self._opaque(facts, f"rule {rule.name} may apply, but {facts.opaque}")
             if verdict and rule.action == "mask" and not facts.classes <= set(rule.match.statements or _ALL):
-                masking = masking or rule
+                masks.append(rule)
             elif verdict:
-                return self._decision(rule, masking)
+                return self._decision(rule, tuple(masks))
         if facts.opaque is not None:
             return self._opaque(facts, facts.opaque)
         action = self.policy.default_action
-        if action == "allow" and masking is not None:
+        if action == "allow" and masks:
             return self._finish(
-                "mask", "default", f"no rule matched; rule {masking.name} masks it", None, None
+                "mask", "default", f"no rule matched; rule {masks[0].name} masks it", None, None, tuple(masks)
             )
-        return self._finish(action, "default", "no rule matched", None, None)
+        return self._finish(action, "default", "no rule matched", None, None, tuple(masks))
 
     # ---------------------------------------------------------------------------------------------
 
     def _opaque(self, facts: Facts, why: str) -> Decision:
         return self._finish(self.policy.opaque_action, "opaque", why, None, None)
 
-    def _decision(self, rule: Rule, masking: Rule | None = None) -> Decision:
+    def _decision(self, rule: Rule, masks: tuple[Rule, ...] = ()) -> Decision:
         why = f"rule {rule.name} matched"
-        if rule.action == "allow" and masking is not None:
-            return self._finish("mask", rule.name, f"{why}; rule {masking.name} masks it", rule.message, rule)
-        return self._finish(rule.action, rule.name, why, rule.message, rule)
+        if rule.action == "allow" and masks:
+            why = f"{why}; rule {masks[0].name} masks it"
+            return self._finish("mask", rule.name, why, rule.message, rule, masks)
+        if rule.action == "mask":
+            masks = (*masks, rule)
+        return self._finish(rule.action, rule.name, why, rule.message, rule, masks)
 
-    def _finish(
-        self, action: Action, rule: str, why: str, message: str | None, source: Rule | None
+    def _finish(  # noqa: PLR0917 - a decision's parts
+        self,
+        action: Action,
+        rule: str,
+        why: str,
+        message: str | None,
+        source: Rule | None,
+        masks: tuple[Rule, ...] = (),
     ) -> Decision:
-        if action != "require_approval":
+        if action == "block":
             return Decision(action, rule, why, message)
+        if action != "require_approval":
+            return Decision(action, rule, why, message, masks=masks)
         spec = source.approval if source is not None else None
         defaults = self._approvals
         approval = ApprovalSpec(
@@ -146,7 +160,7 @@ class PolicyEngine:
                 (spec.session_for or _SESSION_FOR) if spec is not None and spec.scope == "session" else None
             ),
         )
-        return Decision(action, rule, why, message, approval)
+        return Decision(action, rule, why, message, approval, masks)
 
     def _matches(self, m: RuleMatch, who: Requester, facts: Facts, now: float, *, every: bool) -> bool | None:
         """True, False, or None: it might, but the statement is opaque to what the rule asks. ``every``:

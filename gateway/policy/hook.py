@@ -1,8 +1,9 @@
 """The policy as a session hook: each statement's facts against the connection's rules, before it runs.
 
 ``block`` refuses the statement with SQLSTATE 42501 and the rule's message (the session records
-``command.blocked``); ``mask`` lets it run with every value of its results hidden (the masking hook reads
-the note); ``allow`` lets it run, naming the deciding rule in its ``command.executed``.
+``command.blocked``); ``mask`` lets it run with every value of its results hidden, or with its rule's
+``mask.columns`` on top of the masking profile (the masking hook reads the notes); ``allow`` lets it run,
+naming the deciding rule in its ``command.executed``. Whatever runs is masked by every mask rule it matched.
 ``require_approval`` holds the statement (``wait_before``) until a person decides it through the
 gateway's :class:`~gateway.approvals.service.ApprovalService`: approved, it runs unchanged with the
 request's id in its ``command.executed``; denied, expired or withdrawn, it is refused like a block.
@@ -20,11 +21,12 @@ from typing import Final, Literal
 from gateway.approvals.record import binding_of
 from gateway.approvals.service import ApprovalService, Outcome, Ticket
 from gateway.audit import statement_audit
-from gateway.hooks import MASK_ALL, Hook, PendingStatement, SessionInfo, StatementView, Verdict
+from gateway.hooks import MASK_ALL, MASK_COLUMNS, Hook, PendingStatement, SessionInfo, StatementView, Verdict
+from gateway.masking.lineage import ColumnRules
 from gateway.policy.engine import Decision, PolicyEngine, Requester
 from gateway.policy.facts import Facts, FactsCache
 from gateway.policy.fastpath import fast_path_facts
-from pcigate.config.models import Approvals, Policy
+from pcigate.config.models import Approvals, Policy, Rule
 from schemas.ids import new_event_id
 from schemas.models import Statement
 
@@ -43,6 +45,16 @@ class PolicyRuntime:
         self.engine = PolicyEngine(policy, approvals)
         self.facts = FactsCache()
         self.approvals = service  # None: statements that need approval are refused
+        self._column_masks = {
+            r.name: ColumnRules(r.mask.columns).action for r in policy.rules if r.mask is not None
+        }
+
+    def mask(self, stmt: StatementView, masks: Sequence[Rule]) -> None:
+        """Notes for the masking hook: hide every value, or only what the rules' columns name."""
+        if any(r.mask is None for r in masks):
+            stmt.notes[MASK_ALL] = True
+        else:
+            stmt.notes[MASK_COLUMNS] = tuple(self._column_masks[r.name] for r in masks)
 
     def hooks(self, session: SessionInfo) -> list[Hook]:
         return [PolicyHook(self, session)]
@@ -152,14 +164,17 @@ class PolicyHook(Hook):
         decision = self._runtime.engine.decide(self._who, facts)
         stmt.rule = decision.rule
         stmt.notes["policy"] = decision
-        if decision.action == "allow":
-            return None
-        if decision.action == "mask":
-            stmt.notes[MASK_ALL] = True
-            return None
-        if decision.action == "require_approval" and self._runtime.approvals is not None:
-            return self._approved(stmt, decision)
-        return _refusal(decision)
+        if decision.action == "block" or (
+            decision.action == "require_approval" and self._runtime.approvals is None
+        ):
+            return _refusal(decision)
+        if decision.action == "require_approval":
+            refused = self._approved(stmt, decision)
+            if refused is not None:
+                return refused
+        if decision.masks:  # what runs (allowed, or approved) is masked by every mask rule it matched
+            self._runtime.mask(stmt, decision.masks)
+        return None
 
     def _approved(self, stmt: StatementView, decision: Decision) -> Verdict | None:
         """None (it runs, with its approval's id) or the refusal of a statement that needed approval."""

@@ -29,6 +29,7 @@ from pcigate.config.models import (
     RoleMapping,
     Rule,
     RuleApproval,
+    RuleMask,
     Upstream,
     UpstreamTls,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "RoleMapping",
     "Rule",
     "RuleApproval",
+    "RuleMask",
     "SecretError",
     "Upstream",
     "UpstreamTls",

@@ -75,6 +75,7 @@ __all__ = [
     "RoleMapping",
     "Rule",
     "RuleApproval",
+    "RuleMask",
     "Upstream",
     "UpstreamTls",
 ]
@@ -618,47 +619,6 @@ class RuleMatch(_Model):
     time: TimeWindow | None = None
 
 
-class Rule(_Model):
-    """A policy rule: the first one whose ``match`` applies decides."""
-
-    name: Name
-    match: RuleMatch
-    action: Literal["allow", "block", "require_approval", "mask"]
-    message: Text | None = None
-    approval: RuleApproval | None = None
-
-    @model_validator(mode="after")
-    def _approval_only_when_held(self) -> Rule:
-        if self.approval is not None and self.action != "require_approval":
-            raise IssuesError(
-                [(("approval",), f"only allowed with action: require_approval (not {self.action})")]
-            )
-        return self
-
-
-class Policy(_Model):
-    """Ordered rules, then ``default_action``; statements the parser cannot see into get ``opaque_action``."""
-
-    default_action: Literal["allow", "block", "require_approval"] = "require_approval"
-    opaque_action: Literal["require_approval", "block"] = "require_approval"
-    rules: tuple[Rule, ...] = ()
-
-    @field_validator("rules", mode="wrap")
-    @classmethod
-    def _unique_rule_names(cls, value: object, handler: ValidatorFunctionWrapHandler) -> tuple[Rule, ...]:
-        seen: dict[str, int] = {}
-        issues: list[tuple[Loc, str]] = []
-        for i, item in enumerate(value if isinstance(value, list) else []):
-            name = _raw_str(item, "name")
-            if name is None or not _NAME.fullmatch(name):
-                continue
-            if name in seen:
-                issues.append(((i, "name"), f"duplicate rule name; first used by rules[{seen[name]}]"))
-            seen.setdefault(name, i)
-        rules: tuple[Rule, ...] = _validate_with(handler, value, issues)
-        return rules
-
-
 def _null_action(value: object) -> object:
     # YAML reads a bare `null` as None; here it names the action "replace with SQL NULL".
     return "null" if value is None else value
@@ -686,6 +646,57 @@ class ColumnRule(_Model):
         if len(self.match) >= 2 and self.match.startswith("/") and self.match.endswith("/"):
             return re.search(self.match[1:-1], column, re.IGNORECASE) is not None
         return self.match.casefold() == column.casefold()
+
+
+class RuleMask(_Model):
+    """What a ``mask`` rule hides: these column rules on top of the connection's masking profile, the
+    stricter action winning, so a rule can only hide more. A rule without it hides every value."""
+
+    columns: Annotated[tuple[ColumnRule, ...], _NON_EMPTY]
+
+
+class Rule(_Model):
+    """A policy rule: the first one whose ``match`` applies decides."""
+
+    name: Name
+    match: RuleMatch
+    action: Literal["allow", "block", "require_approval", "mask"]
+    message: Text | None = None
+    approval: RuleApproval | None = None
+    mask: RuleMask | None = None
+
+    @model_validator(mode="after")
+    def _settings_of_their_action(self) -> Rule:
+        if self.approval is not None and self.action != "require_approval":
+            raise IssuesError(
+                [(("approval",), f"only allowed with action: require_approval (not {self.action})")]
+            )
+        if self.mask is not None and self.action != "mask":
+            raise IssuesError([(("mask",), f"only allowed with action: mask (not {self.action})")])
+        return self
+
+
+class Policy(_Model):
+    """Ordered rules, then ``default_action``; statements the parser cannot see into get ``opaque_action``."""
+
+    default_action: Literal["allow", "block", "require_approval"] = "require_approval"
+    opaque_action: Literal["require_approval", "block"] = "require_approval"
+    rules: tuple[Rule, ...] = ()
+
+    @field_validator("rules", mode="wrap")
+    @classmethod
+    def _unique_rule_names(cls, value: object, handler: ValidatorFunctionWrapHandler) -> tuple[Rule, ...]:
+        seen: dict[str, int] = {}
+        issues: list[tuple[Loc, str]] = []
+        for i, item in enumerate(value if isinstance(value, list) else []):
+            name = _raw_str(item, "name")
+            if name is None or not _NAME.fullmatch(name):
+                continue
+            if name in seen:
+                issues.append(((i, "name"), f"duplicate rule name; first used by rules[{seen[name]}]"))
+            seen.setdefault(name, i)
+        rules: tuple[Rule, ...] = _validate_with(handler, value, issues)
+        return rules
 
 
 DEFAULT_MASKED_COLUMNS: tuple[ColumnRule, ...] = (

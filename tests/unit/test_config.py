@@ -569,6 +569,29 @@ def test_policy_rules_are_checked() -> None:
     )
 
 
+def test_a_rules_mask_columns_only_with_action_mask_and_never_empty() -> None:
+    text = BASE + (
+        "policies:\n"
+        "  default:\n"
+        "    rules:\n"
+        "      - name: agents-see-less\n"
+        "        match: {kinds: [agent]}\n"
+        "        action: mask\n"
+        "        mask: {columns: [{match: email, action: full}, {match: /phone/, action: last4}]}\n"
+        "      - name: reads\n"
+        "        match: {}\n"
+        "        action: allow\n"
+        "        mask: {columns: [{match: email, action: full}]}\n"
+        "      - name: empty\n"
+        "        match: {}\n"
+        "        action: mask\n"
+        "        mask: {columns: []}\n"
+    )
+    problems = {p.key: p for p in problems_of(text)}
+    assert set(problems) == {"policies.default.rules[1].mask", "policies.default.rules[2].mask.columns"}
+    assert "only allowed with action: mask" in problems["policies.default.rules[1].mask"].message
+
+
 def test_session_for_only_with_session_scope() -> None:
     text = BASE + (
         "policies:\n"

@@ -1,22 +1,25 @@
 """A policy rule with ``action: mask`` (StatementView.notes[MASK_ALL]): every value the statement returns
-is hidden — text as ``*``, numbers as NULL — not only the card columns; without it, only those."""
+is hidden — text as ``*``, numbers as NULL — not only the card columns; without it, only those. A mask rule
+with ``mask.columns`` (notes[MASK_COLUMNS]) hides what its columns name, on top of the profile, and can only
+ever hide more."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.hooks import MASK_ALL, SessionInfo, StatementView
+from gateway.hooks import MASK_ALL, MASK_COLUMNS, SessionInfo, StatementView
 from gateway.identity import VerifiedIdentity
 from gateway.masking.hook import MaskingHook, MaskingPolicy
+from gateway.masking.lineage import ColumnRules
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
 from gateway.sqltext import analyze
-from pcigate.config import MaskingProfile
+from pcigate.config import ColumnRule, MaskingProfile
 from tests.pgframes import frames
 
-SQL = "SELECT brand, card_id, pan FROM cards"
-FIELDS = [FieldDesc("brand"), FieldDesc("card_id", type_oid=20), FieldDesc("pan")]
-ROW: list[bytes | None] = [b"visa", b"42", b"4111111111111111"]
+SQL = "SELECT brand, card_id, pan, cvv FROM cards"
+FIELDS = [FieldDesc("brand"), FieldDesc("card_id", type_oid=20), FieldDesc("pan"), FieldDesc("cvv")]
+ROW: list[bytes | None] = [b"visa", b"42", b"4111111111111111", b"123"]
 
 
 def hook() -> MaskingHook:
@@ -35,11 +38,13 @@ def hook() -> MaskingHook:
     return MaskingHook(MaskingPolicy(MaskingProfile()), info)
 
 
-def returned(mask_all: bool) -> list[bytes | None]:
+def returned(mask_all: bool, *columns: dict[str, str]) -> list[bytes | None]:
     h = hook()
     stmt = StatementView(1, SQL, analyze(SQL), None, [], "simple")
     if mask_all:
         stmt.notes[MASK_ALL] = True
+    if columns:
+        stmt.notes[MASK_COLUMNS] = tuple(ColumnRules([ColumnRule.model_validate(c)]).action for c in columns)
     assert h.statement(stmt) is None
     handler = h.row_description(stmt, FIELDS)
     assert handler is not None
@@ -51,8 +56,24 @@ def returned(mask_all: bool) -> list[bytes | None]:
 
 
 def test_without_the_note_only_card_columns_are_hidden() -> None:
-    assert returned(False) == [b"visa", b"42", b"411111******1111"]
+    assert returned(False) == [b"visa", b"42", b"411111******1111", None]
 
 
 def test_a_mask_rule_hides_every_value() -> None:
-    assert returned(True) == [b"****", None, b"****************"]
+    assert returned(True) == [b"****", None, b"****************", None]
+
+
+def test_a_mask_rules_columns_hide_more_and_never_less() -> None:
+    hide_brand = {"match": "brand", "action": "full"}
+    assert returned(False, hide_brand) == [b"****", b"42", b"411111******1111", None]
+    assert returned(False, {"match": "pan", "action": "last4"}) == [b"visa", b"42", b"************1111", None]
+    # weaker than the profile: the profile's action stands (CVV stays NULL, the PAN keeps its mask)
+    weaker = ({"match": "cvv", "action": "last4"}, {"match": "pan", "action": "bin_last4"})
+    assert returned(False, *weaker) == [b"visa", b"42", b"411111******1111", None]
+    # two rules: each applies
+    assert returned(False, hide_brand, {"match": "/^card_/", "action": "null"}) == [
+        b"****",
+        None,
+        b"411111******1111",
+        None,
+    ]

@@ -372,8 +372,12 @@ def test_a_mask_rule_hides_what_any_part_of_the_statement_returns() -> None:
         ("SELECT * FROM cards", {"statements": ["read"], "tables": ["cards"]}),
         ("DELETE FROM cards WHERE id = 1 RETURNING pan", {"tables": ["cards"]}),  # no statements: all
     ]:
-        assert decide(engine([rule("r", "mask", **match)], default="block"), sql) == Decision(
-            "mask", "r", "rule r matched"
+        d = decide(engine([rule("r", "mask", **match)], default="block"), sql)
+        assert (d.action, d.rule, d.why, [m.name for m in d.masks]) == (
+            "mask",
+            "r",
+            "rule r matched",
+            ["r"],
         ), sql
 
 
@@ -386,18 +390,22 @@ def test_a_mask_rule_lets_run_only_the_classes_it_lists() -> None:
     )
     held = decide(engine([mask_reads, rule("held", "require_approval", statements=["write"])]), update)
     assert (held.action, held.rule) == ("require_approval", "held")
+    assert [m.name for m in held.masks] == ["mask-reads"]  # approved, it runs masked
     # ... and what they let run stays masked.
     d = decide(engine([mask_reads, rule("writes", "allow", statements=["read", "write"])]), update)
-    assert d == Decision("mask", "writes", "rule writes matched; rule mask-reads masks it")
+    assert (d.action, d.rule, d.why) == ("mask", "writes", "rule writes matched; rule mask-reads masks it")
+    assert [m.name for m in d.masks] == ["mask-reads"]
     d = decide(engine([mask_reads], default="allow"), update)
-    assert d == Decision("mask", "default", "no rule matched; rule mask-reads masks it")
+    assert (d.action, d.rule, d.why) == ("mask", "default", "no rule matched; rule mask-reads masks it")
     d = decide(
         engine([mask_reads, rule("all", "mask", statements=["read", "write"])], default="block"), update
     )
     assert (d.action, d.rule) == ("mask", "all")
-    assert decide(engine([mask_reads]), "SELECT * FROM cards") == Decision(
-        "mask", "mask-reads", "rule mask-reads matched"
-    )
+    assert [m.name for m in d.masks] == ["mask-reads", "all"]  # each matching mask rule applies
+    d = decide(engine([mask_reads]), "SELECT * FROM cards")
+    assert (d.action, d.rule, d.why) == ("mask", "mask-reads", "rule mask-reads matched")
+    blocked = decide(engine([mask_reads, rule("no", "block", statements=["write"])]), update)
+    assert blocked == Decision("block", "no", "rule no matched")  # nothing runs: nothing to mask
 
 
 @pytest.mark.parametrize("action", ["block", "require_approval"])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.approvals.service import Outcome, Ticket
-from gateway.hooks import PendingStatement, SessionInfo, StatementView
+from gateway.hooks import MASK_ALL, MASK_COLUMNS, PendingStatement, SessionInfo, StatementView
 from gateway.identity import VerifiedIdentity
 from gateway.policy import hook as policy_hook
 from gateway.policy.hook import PolicyRuntime
@@ -48,8 +48,8 @@ class Answers:
         )  # type: ignore[arg-type]
 
 
-def policy_hook_with(answers: Answers) -> policy_hook.PolicyHook:
-    runtime = PolicyRuntime(Policy.model_validate(RULES), Approvals(approver_groups=("approvers",)))
+def policy_hook_with(answers: Answers, rules: dict[str, Any] = RULES) -> policy_hook.PolicyHook:
+    runtime = PolicyRuntime(Policy.model_validate(rules), Approvals(approver_groups=("approvers",)))
     runtime.approvals = answers  # type: ignore[assignment]
     identity = VerifiedIdentity(
         sub="alice@example.com", iss="https://issuer.example", name=None, groups=("payments-admins",),
@@ -92,6 +92,7 @@ def test_an_approval_runs_its_statement_once() -> None:
     verdict, stmt = wait_and_judge(hook, UPDATE)
     (ticket,) = answers.tickets
     assert verdict is None and stmt.approval_id == ticket.request_id and stmt.rule == "card-writes"
+    assert ticket.why == "rule card-writes matched (class write; table public.cards)"  # for the approver
     assert ticket.statement.text.startswith("UPDATE cards") and len(ticket.binding) == 64
     verdict, stmt = wait_and_judge(hook, UPDATE)  # the same statement again: a new request
     assert len(answers.tickets) == 2
@@ -163,3 +164,27 @@ def test_a_failing_approval_service_refuses_the_statement_once() -> None:
     verdict, _ = wait_and_judge(hook, UPDATE)  # would loop forever if the failure left no outcome
     assert (verdict.sqlstate, verdict.reason) == ("58000", "policy_unavailable")
     assert len(broken.tickets) == 1
+
+
+def test_an_approved_statement_runs_masked_by_the_mask_rules_it_matched() -> None:
+    """A mask rule on reads does not let ``UPDATE ... RETURNING`` run, but once a person approves it, what
+    it returns is masked by that rule all the same."""
+    mask_reads = {
+        "name": "mask-card-reads",
+        "match": {"statements": ["read"], "tables": ["public.cards"]},
+        "action": "mask",
+        "mask": {"columns": [{"match": "exp_year", "action": "full"}]},
+    }
+    rules = {**RULES, "rules": [mask_reads, *RULES["rules"]]}
+    returning = f"{UPDATE} RETURNING exp_year"
+    verdict, stmt = wait_and_judge(policy_hook_with(Answers("approved"), rules), returning)
+    assert verdict is None and stmt.rule == "card-writes"
+    (by_rule,) = stmt.notes[MASK_COLUMNS]
+    assert by_rule("exp_year") == "full" and by_rule("brand") == "clear"
+    assert MASK_ALL not in stmt.notes
+    hide_all = {**mask_reads, "mask": None}
+    rules = {**RULES, "rules": [hide_all, *RULES["rules"]]}
+    verdict, stmt = wait_and_judge(policy_hook_with(Answers("approved"), rules), returning)
+    assert verdict is None and stmt.notes[MASK_ALL] is True
+    verdict, stmt = wait_and_judge(policy_hook_with(Answers("approved")), returning)
+    assert MASK_ALL not in stmt.notes and MASK_COLUMNS not in stmt.notes  # no mask rule: the profile only
