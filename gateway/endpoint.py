@@ -9,6 +9,8 @@ pauses reading one side while the other side's write buffer is full.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import Callable
 from typing import cast
@@ -45,6 +47,7 @@ class Endpoint(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
+        keep_alive(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
@@ -182,3 +185,16 @@ class Endpoint(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+
+def keep_alive(sock: socket.socket | None) -> None:
+    """TCP keepalive on both legs of a session: a statement held for a person can leave a connection silent
+    for minutes, and a NAT or firewall between would drop it unseen; a dead peer is found in ~2 minutes."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+            option = getattr(socket, name, None)  # Linux and most BSDs; macOS lacks TCP_KEEPIDLE
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
