@@ -137,6 +137,7 @@ class Verdict:
         "approval_expired",
         "policy_unavailable",
     ] = "policy_rule"
+    approval_id: str | None = None  # the approval request whose outcome this is, for command.blocked
 
 
 ALLOW = Verdict("allow")
@@ -176,6 +177,13 @@ class Hook:
         """A statement is being prepared (an extended-protocol Parse). A ``block`` verdict refuses it here,
         so a statement that can never run does not reach the server at all (PostgreSQL analyses it at
         Parse and plans it at Bind). Its Execute still goes through :meth:`statement`."""
+        return None
+
+    def bind(self, stmt: PendingStatement) -> Verdict | None:
+        """A prepared statement is bound to its parameters (an extended-protocol Bind), after
+        :meth:`wait_before` was asked about it with the same parameters. A ``block`` verdict refuses it
+        here, before PostgreSQL plans it (planning folds IMMUTABLE functions); nothing of it runs, and the
+        server skips to the next Sync."""
         return None
 
     def statement(self, stmt: StatementView) -> Verdict | None:
@@ -229,6 +237,7 @@ class HookChain:
 
     __slots__ = (
         "_authenticated",
+        "_bind",
         "_close",
         "_command_complete",
         "_copy_data",
@@ -248,6 +257,7 @@ class HookChain:
         self._wait_before = [h for h in self.hooks if _overrides(h, "wait_before")]
         self._statement = [h for h in self.hooks if _overrides(h, "statement")]
         self._parse = [h for h in self.hooks if _overrides(h, "parse")]
+        self._bind = [h for h in self.hooks if _overrides(h, "bind")]
         self._row_description = [h for h in self.hooks if _overrides(h, "row_description")]
         self._server_message = [h for h in self.hooks if _overrides(h, "server_message")]
         self._copy_data = [h for h in self.hooks if _overrides(h, "copy_data")]
@@ -267,6 +277,10 @@ class HookChain:
     @property
     def wants_parses(self) -> bool:
         return bool(self._parse)
+
+    @property
+    def wants_binds(self) -> bool:
+        return bool(self._bind)
 
     @property
     def wants_row_descriptions(self) -> bool:
@@ -310,6 +324,13 @@ class HookChain:
     def parse(self, stmt: PendingStatement) -> Verdict:
         for hook in self._parse:
             verdict = hook.parse(stmt)
+            if verdict is not None and verdict.action != "allow":
+                return verdict
+        return ALLOW
+
+    def bind(self, stmt: PendingStatement) -> Verdict:
+        for hook in self._bind:
+            verdict = hook.bind(stmt)
             if verdict is not None and verdict.action != "allow":
                 return verdict
         return ALLOW

@@ -679,8 +679,7 @@ class PgSession:
                     if write:
                         gate = seq
             elif typ == m.BIND:
-                self._on_bind(buf, s, e)
-                expect.append(Expect(K_BIND))
+                replacement = self._on_bind(buf, s, e)
             elif typ == m.EXECUTE:
                 replacement, seq, write = self._on_execute(buf, s, e)
                 if seq:
@@ -763,7 +762,7 @@ class PgSession:
                 self.client.resume_reading()
 
     def _wait_before(self, typ: int, buf: bytes, s: int, e: int) -> Awaitable[None] | None:
-        """What a hook wants to wait for before the statements of this Query or Execute are judged."""
+        """What a hook wants to wait for before the statements of this Query, Bind or Execute are judged."""
         body = m.message_body(buf, s, e)
         scs_on = self._scs_settled()
         pending: list[PendingStatement]
@@ -772,6 +771,17 @@ class PgSession:
                 return None  # refused as too long when it is judged
             texts = split_statements(m.parse_query(body), standard_conforming_strings=self._scs)
             pending = [PendingStatement(text, scs_on=scs_on) for text in texts]
+        elif typ == m.BIND:
+            bind = m.parse_bind(body)
+            prepared = self._prepared.get(bind.statement)
+            if prepared is None:
+                return None
+            params = bind.params or None
+            pending = [
+                PendingStatement(
+                    prepared.text, params, bind.param_formats, prepared.oids or (), "extended", scs_on
+                )
+            ]
         else:
             portal = self._portals.get(m.parse_execute(body).portal)
             if portal is None:
@@ -916,19 +926,50 @@ class PgSession:
         self._expect.append(Expect(K_PARSE, refused=refusal))
         return m.parse(name, "pcigate statement refused")
 
-    def _on_bind(self, buf: bytes, s: int, e: int) -> None:
+    def _on_bind(self, buf: bytes, s: int, e: int) -> bytes | None:
         msg = m.parse_bind(m.message_body(buf, s, e))
         prepared = self._prepared.get(msg.statement)
         if prepared is not None:
+            params = msg.params or None
+            if self.hooks.wants_binds:
+                pending = PendingStatement(
+                    prepared.text,
+                    params,
+                    msg.param_formats,
+                    prepared.oids or (),
+                    "extended",
+                    self._scs_settled(),
+                )
+                verdict = self.hooks.bind(pending)
+                if verdict.action != "allow":
+                    return self._refuse_bind(msg, prepared, verdict)
             self._portals[msg.portal] = Portal(
-                prepared.text,
-                msg.params or None,
-                msg.param_formats,
-                prepared.oids,
-                prepared,
-                msg.result_formats,
+                prepared.text, params, msg.param_formats, prepared.oids, prepared, msg.result_formats
             )
         # An unknown statement name fails upstream (26000); nothing of ours to track.
+        self._expect.append(Expect(K_BIND))
+        return None
+
+    def _refuse_bind(self, msg: m.BindMsg, prepared: Prepared, verdict: Verdict) -> bytes:
+        """A statement refused at its Bind (a person did not approve it): recorded like any refusal, and
+        replaced by a Bind that fails upstream (its error becomes ours), so the statement is never planned
+        and both sides skip to Sync; the session skips what follows as the server will."""
+        sa = audit.statement_audit(prepared.text)
+        self._sequence += 1
+        params = msg.params or None
+        view = StatementView(self._sequence, prepared.text, sa.info, params, msg.param_formats, "extended")
+        view.approval_id = verdict.approval_id
+        self.statements_blocked += 1
+        try:
+            self._record_blocked(view, sa, params, msg.param_formats, prepared.oids, verdict)
+        except SpoolUnavailable as exc:
+            refusal = fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
+        else:
+            refusal = _blocked(verdict)
+        # The portals stay as they were: a Bind that fails upstream (as this one will) changes none.
+        self._expect.append(Expect(K_BIND, refused=refusal))
+        self._skipping = True
+        return m.bind(REFUSED_PORTAL, REFUSED_PORTAL, [])
 
     def _on_execute(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
         msg = m.parse_execute(m.message_body(buf, s, e))
@@ -1655,7 +1696,8 @@ _CLOSED_AFTER_CUT: Final = (
 )
 _S: Final = m.PARAMETER_STATUS
 _RUNS: Final = frozenset({K_QUERY, K_EXECUTE, K_FUNC})
-_JUDGED: Final = frozenset({m.QUERY, m.EXECUTE})  # the messages that run statements a hook may hold
+# The messages a hook may hold: a Query or an Execute runs statements; a Bind plans one (with its parameters)
+_JUDGED: Final = frozenset({m.QUERY, m.BIND, m.EXECUTE})
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
 # Server messages a hook may rewrite (they can carry values) or must see (COPY begins and ends).
 _HOOKED_SERVER: Final = frozenset(

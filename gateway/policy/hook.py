@@ -72,7 +72,7 @@ class PolicyHook(Hook):
         # Decided holds, each used once by the statement it held; one whose Query was refused for another
         # reason stays usable by the same statement in this session until the request's timeout has passed
         # once more, then it is forgotten (and the statement sent again waits for a new decision).
-        self._outcomes: dict[_Key, tuple[Outcome, float]] = {}
+        self._outcomes: dict[_Key, tuple[Outcome, float, str]] = {}  # outcome, forget after, rule
         self._grants: dict[str, Outcome] = {}  # scope session: approved rules, by rule name
         self._refusing = False  # a statement of the message being judged will be refused: hold no more
 
@@ -116,7 +116,8 @@ class PolicyHook(Hook):
         except Exception:
             log.exception("holding a statement for approval failed")
         finally:
-            self._outcomes[key] = (outcome, time.monotonic() + decision.approval.timeout.total_seconds())
+            forget = time.monotonic() + decision.approval.timeout.total_seconds()
+            self._outcomes[key] = (outcome, forget, decision.rule)
             self._refusing = outcome.state != "approved"
 
     def _ticket(
@@ -147,7 +148,7 @@ class PolicyHook(Hook):
 
     def parse(self, stmt: PendingStatement) -> Verdict | None:
         """A statement the policy blocks is refused at its Parse already. Only ``block`` (what needs approval
-        is held at its Execute, where its parameters are known), judged on facts that do not change the
+        is held at its Bind, where its parameters are known), judged on facts that do not change the
         session's view of PREPAREd names."""
         facts = self._runtime.facts.facts(stmt.text, scs_on=stmt.scs_on)
         if facts.executes is not None:
@@ -186,7 +187,7 @@ class PolicyHook(Hook):
                 return None
             if decision.approval is None or not decision.approval.groups:
                 return _refusal(decision)
-            # Only Query and Execute messages can wait; a FunctionCall (or a statement the server skips)
+            # Only Query, Bind and Execute messages can wait; a FunctionCall (or a statement the server skips)
             # that needs approval is refused.
             return Verdict(
                 "block",
@@ -200,31 +201,24 @@ class PolicyHook(Hook):
             if outcome.scope == "session" and outcome.until is not None:
                 self._grants[decision.rule] = outcome
             return None
-        if outcome.state == "withdrawn":
-            return Verdict(
-                "block",
-                "57014",
-                f"pcigate: canceling statement: {outcome.message} (request {outcome.request_id} withdrawn)",
-                rule=decision.rule,
-            )
-        if outcome.state == "unavailable":
-            return Verdict(
-                "block",
-                "58000",
-                f"pcigate: this statement needs a person's approval and {outcome.message}; it was not run: "
-                "retry later or contact the gateway operator",
-                rule=decision.rule,
-                reason="policy_unavailable",
-            )
-        reason: Literal["approval_denied", "approval_expired"] = (
-            "approval_denied" if outcome.state == "denied" else "approval_expired"
-        )
-        message = f"pcigate: {outcome.message}; the statement was not run"
-        return Verdict("block", "42501", message, rule=decision.rule, reason=reason)
+        return _not_approved(outcome, decision.rule)
+
+    def bind(self, stmt: PendingStatement) -> Verdict | None:
+        """A held statement that was not approved is refused at its Bind, before PostgreSQL plans it; one
+        that was binds, and its Execute uses the approval (see :meth:`statement`)."""
+        key = _key(stmt.text, stmt.params)
+        found = self._outcomes.get(key)
+        if found is None or found[0].state == "approved":
+            return None
+        self._refusing = False  # the server skips the rest up to Sync: nothing more of it is judged
+        outcome = self._outcome(key, keep=False)
+        if outcome is None:  # gone stale just now: its Execute is judged (and held) afresh
+            return None
+        return _not_approved(outcome, found[2])
 
     def _outcome(self, key: _Key, *, keep: bool) -> Outcome | None:
         now = time.monotonic()
-        for stale in [k for k, (_, until) in self._outcomes.items() if until <= now]:
+        for stale in [k for k, (_, until, _) in self._outcomes.items() if until <= now]:
             del self._outcomes[stale]
         found = self._outcomes.get(key) if keep else self._outcomes.pop(key, None)
         return found[0] if found is not None else None
@@ -250,6 +244,33 @@ class PolicyHook(Hook):
             if prepared is not None:
                 return dataclasses.replace(prepared, command=facts.command, prepares=None)
         return facts
+
+
+def _not_approved(outcome: Outcome, rule: str) -> Verdict:
+    """The refusal of a held statement whose request ended without an approval."""
+    if outcome.state == "withdrawn":
+        return Verdict(
+            "block",
+            "57014",
+            f"pcigate: canceling statement: {outcome.message} (request {outcome.request_id} withdrawn)",
+            rule=rule,
+            approval_id=outcome.request_id,
+        )
+    if outcome.state == "unavailable":
+        return Verdict(
+            "block",
+            "58000",
+            f"pcigate: this statement needs a person's approval and {outcome.message}; it was not run: "
+            "retry later or contact the gateway operator",
+            rule=rule,
+            reason="policy_unavailable",
+            approval_id=outcome.request_id,
+        )
+    reason: Literal["approval_denied", "approval_expired"] = (
+        "approval_denied" if outcome.state == "denied" else "approval_expired"
+    )
+    message = f"pcigate: {outcome.message}; the statement was not run"
+    return Verdict("block", "42501", message, rule=rule, reason=reason, approval_id=outcome.request_id)
 
 
 def _key(text: str, params: Sequence[bytes | None] | None) -> _Key:

@@ -188,3 +188,21 @@ def test_an_approved_statement_runs_masked_by_the_mask_rules_it_matched() -> Non
     assert verdict is None and stmt.notes[MASK_ALL] is True
     verdict, stmt = wait_and_judge(policy_hook_with(Answers("approved")), returning)
     assert MASK_ALL not in stmt.notes and MASK_COLUMNS not in stmt.notes  # no mask rule: the profile only
+
+
+def test_a_refused_outcome_refuses_the_bind_and_an_approved_one_waits_for_the_execute() -> None:
+    answers = Answers("denied", "approved")
+    hook = policy_hook_with(answers)
+    params: list[bytes | None] = [b"7"]
+    pending = PendingStatement(UPDATE, params, [0], (), "extended", True)
+    asyncio.run(hook.wait_before(pending))  # type: ignore[arg-type]
+    verdict = hook.bind(pending)
+    assert verdict is not None and verdict.reason == "approval_denied"
+    assert verdict.approval_id == answers.tickets[0].request_id and verdict.rule == "card-writes"
+    assert hook.bind(pending) is None  # used once
+    assert holds(hook, UPDATE) is True  # and the next statement is held again, not refused for the last
+    asyncio.run(hook.wait_before(pending))  # type: ignore[arg-type]
+    assert hook.bind(pending) is None  # approved: it binds ...
+    assert hook.wait_before(pending) is None  # ... and its Execute does not wait again ...
+    stmt = StatementView(1, UPDATE, analyze(UPDATE), params, [0], "extended", scs_on=True)
+    assert hook.statement(stmt) is None and stmt.approval_id == answers.tickets[1].request_id  # ... runs
