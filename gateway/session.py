@@ -156,6 +156,7 @@ class Portal:
     prepared: Prepared | None = None
     result_formats: list[int] = field(default_factory=list)
     described: list[m.FieldDesc] | None = None  # from a Describe of the portal (with the real formats)
+    judged: bool = False  # its Bind was waited on: its first Execute need not ask the hooks again
 
     def fields(self) -> list[m.FieldDesc] | None:
         """The columns its Execute returns, in the formats Bind asked for; None when never described."""
@@ -784,7 +785,9 @@ class PgSession:
             ]
         else:
             portal = self._portals.get(m.parse_execute(body).portal)
-            if portal is None:
+            if portal is None or portal.judged:
+                if portal is not None:
+                    portal.judged = False  # asked once at its Bind; a later Execute of it is asked again
                 return None
             pending = [
                 PendingStatement(
@@ -944,7 +947,13 @@ class PgSession:
                 if verdict.action != "allow":
                     return self._refuse_bind(msg, prepared, verdict)
             self._portals[msg.portal] = Portal(
-                prepared.text, params, msg.param_formats, prepared.oids, prepared, msg.result_formats
+                prepared.text,
+                params,
+                msg.param_formats,
+                prepared.oids,
+                prepared,
+                msg.result_formats,
+                judged=self.hooks.wants_waits,
             )
         # An unknown statement name fails upstream (26000); nothing of ours to track.
         self._expect.append(Expect(K_BIND))
