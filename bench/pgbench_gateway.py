@@ -9,9 +9,12 @@ pgbouncer's level (>= 0.65).
 ``gateway`` is the dev stack's gateway with its default config (auditing and session recording on);
 ``gateway-norec`` is a second ``pcigate gateway`` the bench runs itself from the same config with
 ``recording.enabled: false`` on the connection (its own port and spool), so gateway/gateway-norec is what
-recording costs (issue 9).
+recording costs (issue 9); ``gateway-nopolicy`` is another, whose connection's policy is emptied (no rules,
+``default_action: allow``), so gateway/gateway-nopolicy is what judging each statement against the dev
+stack's rules costs (issue 6). Its policy hook still reads every statement (the facts cache): the parse
+itself is measured apart, by bench/policy_cost.py.
 
-    .venv/bin/python bench/pgbench_gateway.py [--quick] [--targets direct,pgbouncer,gateway,gateway-norec]
+    .venv/bin/python bench/pgbench_gateway.py [--quick] [--targets direct,pgbouncer,gateway,gateway-norec,...]
 
 The pure parts (pgbench output parsing, medians, the table, the floor verdict, the recording overhead) are
 unit-tested in tests/unit/test_bench_report.py; the rest drives processes: ``pcigate dev up``, pgbench,
@@ -52,11 +55,12 @@ ROOT = Path(__file__).resolve().parent.parent
 _T = TypeVar("_T")
 DEFAULT_HOME = ROOT / ".pcigate-bench"
 
-TARGETS = ("direct", "pgbouncer", "gateway", "gateway-norec")
+TARGETS = ("direct", "pgbouncer", "gateway", "gateway-norec", "gateway-nopolicy")
 MODES = ("simple", "prepared")
 REFERENCE = "direct"
 SUBJECT = "gateway"  # the dev stack's gateway, default config: auditing and recording on
 NOREC = "gateway-norec"  # the same config with recording.enabled: false, run by the bench
+NOPOLICY = "gateway-nopolicy"  # the same config with the connection's policy emptied, run by the bench
 
 FLOOR_RATIO = 0.45  # gateway/direct TPS, auditing on (issue 3)
 FLOOR_ADDED_US = 250.0  # gateway - direct, 1-client average latency
@@ -313,34 +317,40 @@ def format_verdict(verdict: Verdict, rows: Sequence[Row]) -> list[str]:
 
 @dataclass(frozen=True)
 class RecordingOverhead:
-    """What recording costs in one mode: gateway (recording on) against gateway-norec (off)."""
+    """What recording costs in one mode: gateway (recording on) against gateway-norec (off); or, with
+    baseline gateway-nopolicy, what the policy's rules cost."""
 
     mode: str
-    ratio: float | None  # median TPS gateway / median TPS gateway-norec
+    ratio: float | None  # median TPS gateway / median TPS of the baseline (gateway-norec)
     round_min: float | None  # the same ratio within each round (both run back to back): its range
     round_max: float | None
     added_us: float | None  # median 1-client latency gateway - gateway-norec: the cost per statement
 
 
 def recording_overhead(
-    samples: Iterable[Sample], rows: Sequence[Row], modes: Sequence[str], clients: int
+    samples: Iterable[Sample],
+    rows: Sequence[Row],
+    modes: Sequence[str],
+    clients: int,
+    *,
+    baseline: str = NOREC,
 ) -> list[RecordingOverhead]:
     """gateway/gateway-norec per mode from the medians (as the table's ratio column), with the range of
     the rounds' own ratios, and the 1-client latency recording adds (one statement per pgbench -S
-    transaction, so per statement)."""
+    transaction, so per statement). ``baseline`` gateway-nopolicy: the same for the policy's rules."""
     by_key = {(r.mode, r.target): r for r in rows}
     per_round: dict[tuple[str, int], dict[str, float]] = {}
     for s in samples:
-        if s.clients == clients and s.target in (SUBJECT, NOREC):
+        if s.clients == clients and s.target in (SUBJECT, baseline):
             per_round.setdefault((s.mode, s.round), {})[s.target] = s.tps
     out = []
     for mode in modes:
-        on, off = by_key.get((mode, SUBJECT)), by_key.get((mode, NOREC))
+        on, off = by_key.get((mode, SUBJECT)), by_key.get((mode, baseline))
         ratio = on.tps / off.tps if on and off and on.tps is not None and off.tps else None
         rounds = [
-            tps[SUBJECT] / tps[NOREC]
+            tps[SUBJECT] / tps[baseline]
             for (m, _), tps in per_round.items()
-            if m == mode and tps.get(NOREC) and SUBJECT in tps
+            if m == mode and tps.get(baseline) and SUBJECT in tps
         ]
         added = (
             (on.latency_ms - off.latency_ms) * 1000.0
@@ -355,8 +365,11 @@ def recording_overhead(
     return out
 
 
-def format_recording(overheads: Sequence[RecordingOverhead]) -> list[str]:
-    """The summary's recording lines: the TPS ratio per mode (rounds' range) and the cost per statement."""
+def format_recording(
+    overheads: Sequence[RecordingOverhead], what: str = "recording", baseline: str = NOREC
+) -> list[str]:
+    """The summary's recording lines: the TPS ratio per mode (rounds' range) and the cost per statement;
+    ``what`` and ``baseline``: the lines for another feature (``policy``, gateway-nopolicy)."""
     ratios, costs = [], []
     for o in overheads:
         if o.ratio is None:
@@ -367,8 +380,8 @@ def format_recording(overheads: Sequence[RecordingOverhead]) -> list[str]:
             ratios.append(f"{o.mode} {o.ratio:.2f} (rounds {o.round_min:.2f}-{o.round_max:.2f})")
         costs.append(f"{o.mode} -" if o.added_us is None else f"{o.mode} {o.added_us:+.0f} µs")
     return [
-        f"recording overhead: {SUBJECT}/{NOREC} " + ", ".join(ratios),
-        f"recording cost per statement (1-client latency, {SUBJECT} - {NOREC}): " + ", ".join(costs),
+        f"{what} overhead: {SUBJECT}/{baseline} " + ", ".join(ratios),
+        f"{what} cost per statement (1-client latency, {SUBJECT} - {baseline}): " + ", ".join(costs),
     ]
 
 
@@ -394,10 +407,13 @@ def results_document(
     verdict: Verdict,
     notes: Sequence[str],
     recording: Sequence[RecordingOverhead] = (),
+    policy: Sequence[RecordingOverhead] = (),
 ) -> dict[str, Any]:
     """What ``--json`` writes: everything needed to compare runs later, no credentials."""
     return {
-        "benchmark": "pgbench -S: direct vs pgbouncer vs pcigate gateway (recording on, and off)",
+        "benchmark": (
+            "pgbench -S: direct vs pgbouncer vs pcigate gateway (recording on, and off; policy, and none)"
+        ),
         "machine": dict(machine),
         "settings": dict(settings),
         "floor": {
@@ -411,6 +427,7 @@ def results_document(
         },
         "results": [asdict(r) for r in rows],
         "recording_overhead": [asdict(o) for o in recording],
+        "policy_overhead": [asdict(o) for o in policy],
         "runs": [asdict(s) for s in samples],
         "notes": list(notes),
     }
@@ -598,25 +615,87 @@ def norec_config(stack: Stack, workdir: Path) -> tuple[Path, int]:
 def norec_target(stack: Stack, home: Path, services: list[Service], notes: list[str]) -> Target | None:
     """Start gateway-norec beside the dev stack (it joins ``services``, stopped at the end) and return it as
     the bench identity, or None with a note."""
-    if stack.gateway_address() is None:  # same code and config: it would fail alike, and compare to nothing
-        notes.append(f"{NOREC} not measured: the dev stack's gateway is not up")
-        return None
-    workdir = Path(tempfile.mkdtemp(prefix="pcigate-bench-norec-"))
-    try:
-        path, port = norec_config(stack, workdir)
+
+    def check(path: Path) -> str:
         settings = recording_settings(path)
         if settings.get("enabled"):
             raise BenchError(f"{path} still has recording on")
+        return describe_recording(settings)
+
+    return second_gateway(NOREC, norec_config, check, stack, home, services, notes)
+
+
+def nopolicy_config(stack: Stack, workdir: Path) -> tuple[Path, int]:
+    """The dev stack's pcigate.yaml for gateway-nopolicy: the connection's policy emptied (no rules,
+    ``default_action: allow``; its other keys kept), its own loopback port and spool, recording as the dev
+    stack's. Written with mode 0600."""
+    config = yaml.safe_load(stack.config_file.read_text())
+    port = free_port()
+    conn = config["connections"][0]
+    conn["listen"] = f"127.0.0.1:{port}"
+    name = conn.get("policy", "default")
+    config["policies"][name] = {**config["policies"][name], "default_action": "allow", "rules": []}
+    config["nats"]["spool_dir"] = str(workdir / "spool")
+    path = workdir / "pcigate.yaml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(config, fh)
+    return path, port
+
+
+def describe_policy(config: Path) -> str:
+    """The rules and default of a config's first connection's policy, as the gateway reads them; a config
+    the gateway would refuse is a BenchError."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        raise BenchError(f"{config}: {exc}") from exc
+    policy = loaded.policies[loaded.connections[0].policy]
+    return f"policy {len(policy.rules)} rules, default {policy.default_action}"
+
+
+def nopolicy_target(stack: Stack, home: Path, services: list[Service], notes: list[str]) -> Target | None:
+    """Start gateway-nopolicy beside the dev stack (it joins ``services``, stopped at the end) and return it
+    as the bench identity, or None with a note."""
+
+    def check(path: Path) -> str:
+        described = describe_policy(path)
+        if not described.startswith("policy 0 rules, default allow"):
+            raise BenchError(f"{path} still has a policy: {described}")
+        return f"{described}, {describe_recording(recording_settings(path))}"
+
+    return second_gateway(NOPOLICY, nopolicy_config, check, stack, home, services, notes)
+
+
+def second_gateway(
+    name: str,
+    make_config: Callable[[Stack, Path], tuple[Path, int]],
+    check: Callable[[Path], str],
+    stack: Stack,
+    home: Path,
+    services: list[Service],
+    notes: list[str],
+) -> Target | None:
+    """A ``pcigate gateway`` of the bench's own beside the dev stack, from ``make_config``'s copy of its
+    config once ``check`` passes on it (it says what differs, for the log): joined to ``services`` (stopped
+    at the end) and returned as the bench identity, or None with a note."""
+    if stack.gateway_address() is None:  # same code and config: it would fail alike, and compare to nothing
+        notes.append(f"{name} not measured: the dev stack's gateway is not up")
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix=f"pcigate-bench-{name.removeprefix('gateway-')}-"))
+    try:
+        path, port = make_config(stack, workdir)
+        described = check(path)
         token = dev_token(home, BENCH_SUB, "--groups", BENCH_GROUP, "--ttl", "2h")
-        gateway = start_gateway(NOREC, path, port, workdir)
+        gateway = start_gateway(name, path, port, workdir)
     except (BenchError, OSError, KeyError, TypeError, yaml.YAMLError) as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         why = f"the dev config has no {exc} section" if isinstance(exc, KeyError) else str(exc)
-        notes.append(f"{NOREC} not measured: {why}")
+        notes.append(f"{name} not measured: {why}")
         return None
     services.append(gateway)
-    say(f"{NOREC}: 127.0.0.1:{port} as {BENCH_SUB}, {describe_recording(settings)} (pid {gateway.pid})")
-    return Target(NOREC, "127.0.0.1", port, BENCH_SUB, token)
+    say(f"{name}: 127.0.0.1:{port} as {BENCH_SUB}, {described} (pid {gateway.pid})")
+    return Target(name, "127.0.0.1", port, BENCH_SUB, token)
 
 
 def dev_status(home: Path) -> dict[str, Any]:
@@ -956,7 +1035,7 @@ def measure(pgbench: str, targets: dict[str, Target], plan: Plan) -> Outcome:
                 out.samples.append(Sample(rnd + 1, mode, name, plan.clients, many.tps, many.latency_ms))
                 out.samples.append(Sample(rnd + 1, mode, name, 1, one.tps, one.latency_ms))
                 say(
-                    f"  round {rnd + 1}/{plan.rounds}  {mode:8} {name:13} {many.tps:8.0f} tps "
+                    f"  round {rnd + 1}/{plan.rounds}  {mode:8} {name:16} {many.tps:8.0f} tps "
                     f"({plan.clients} clients)  {one.latency_ms:.3f} ms (1 client)"
                 )
     return out
@@ -1046,6 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stacks: list[Stack] = []
     services: list[Service] = []
     recording: dict[str, Any] = {}
+    policies: dict[str, str] = {}
     load_before = os.getloadavg()[0]
     try:
         pgbench = find_pgbench(args.pgbench)
@@ -1077,6 +1157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if NOREC in plan.targets and (norec := norec_target(stack, home, services, notes)) is not None:
                 targets[NOREC] = norec
                 recording[NOREC] = {"enabled": False}
+            if NOPOLICY in plan.targets and (bare := nopolicy_target(stack, home, services, notes)):
+                targets[NOPOLICY] = bare
+                recording[NOPOLICY] = recording_settings(stack.config_file)  # as the dev stack's
+                policies = {SUBJECT: describe_policy(stack.config_file), NOPOLICY: "policy 0 rules"}
             for note in notes:
                 say(f"  ! {note}")
 
@@ -1104,6 +1188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     overheads = (
         recording_overhead(outcome.samples, rows, plan.modes, plan.clients) if NOREC in plan.targets else []
     )
+    policy_costs = (
+        recording_overhead(outcome.samples, rows, plan.modes, plan.clients, baseline=NOPOLICY)
+        if NOPOLICY in plan.targets
+        else []
+    )
     settings = {
         **asdict(plan),
         "scale": args.scale,
@@ -1113,6 +1202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pgbouncer_pool_mode": "session",
         "measured_targets": sorted({s.target for s in outcome.samples}, key=plan.targets.index),
         "recording": recording,
+        "policies": policies,
     }
     say("")
     say(format_machine(machine))
@@ -1122,6 +1212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if recording:
         say("; ".join(f"{name}: {describe_recording(recording[name])}" for name in recording))
+    if policies:
+        say("; ".join(f"{name}: {policies[name]}" for name in policies))
     say("")
     say(format_table(rows))
     say("")
@@ -1131,10 +1223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("")
         for line in format_recording(overheads):
             say(line)
+    if policy_costs:
+        say("")
+        for line in format_recording(policy_costs, "policy", NOPOLICY):
+            say(line)
     for note in notes:
         say(f"note: {note}")
     if args.json:
-        doc = results_document(machine, settings, outcome.samples, rows, verdict, notes, overheads)
+        doc = results_document(
+            machine, settings, outcome.samples, rows, verdict, notes, overheads, policy_costs
+        )
         Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         say(f"results written to {args.json}")
     if args.check and not verdict.passed:

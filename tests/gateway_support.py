@@ -276,3 +276,34 @@ def private_gateway(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+@contextlib.contextmanager
+def private_policy_gateway(
+    dev_config: str,
+    base: GatewayEndpoint,
+    tmp: Path,
+    *,
+    before: Sequence[dict[str, Any]] = (),
+    after: Sequence[dict[str, Any]] = (),
+    policy: Mapping[str, Any] | None = None,
+) -> Iterator[tuple[GatewayEndpoint, Path]]:
+    """As :func:`private_gateway`, for rules the dev stack's would decide first (ALTER SYSTEM, say): the
+    default policy has the rules ``before``, then the dev stack's, then ``after``, and the keys of ``policy``
+    (``opaque_action: block``, say). Yields the gateway and its config file (for its policy version)."""
+    path, port = private_config(dev_config, tmp, rules=after)
+    config = yaml.safe_load(path.read_text())
+    default = config["policies"]["default"]
+    default["rules"] = [*before, *default["rules"]]
+    default.update(policy or {})
+    path.write_text(yaml.safe_dump(config))
+    proc = start_gateway(path, "127.0.0.1", port)
+    try:
+        yield GatewayEndpoint("127.0.0.1", port, "payments", base.layout, base.nats_url), path
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

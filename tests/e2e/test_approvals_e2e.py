@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import nats
@@ -26,6 +28,7 @@ import pytest
 
 from pcigate.approvals_client import ApprovalsClient
 from schemas.approvals import DecideReply, Request
+from schemas.ids import format_utc
 from tests.e2e.test_masking_e2e import psql_path
 from tests.gateway_support import GatewayEndpoint, decide, events_for, pending_requests, private_gateway
 
@@ -150,7 +153,15 @@ def test_update_waits_for_another_approver_then_runs_with_psql(
             proc.kill()
     assert proc.returncode == 0, err
     assert out.split() == ["7", "UPDATE", "1"]
-    assert f"held for approval (rule card-writes): request {request.id}" in err  # the NoticeResponse
+    # the NoticeResponse, at once: its id, who can approve, how many, until when, and how to withdraw it
+    (notice,) = [line for line in err.splitlines() if line.startswith("NOTICE:")]
+    assert f"held for approval (rule card-writes): request {request.id};" in notice
+    assert "approvers: approvers (1 needed)" in notice
+    expires = re.search(r"expires (\S+Z)\.", notice)
+    assert expires is not None and expires.group(1) == format_utc(request.expires), notice
+    assert timedelta(seconds=299) <= request.expires - request.created <= timedelta(seconds=301)  # 300 s
+    assert f"`pcigate approvals approve {request.id} --reason TEXT --token JWT`" in notice
+    assert notice.endswith("cancel the statement to withdraw the request."), notice
     requested, decided = approval_events(gateway, request.id, 2)
     assert requested["type"] == "approval.requested" and requested["actor"]["sub"] == sub
     assert requested["outcome"]["result"] == "pending"
@@ -266,9 +277,22 @@ def test_a_quorum_counts_each_approver_once(held: GatewayEndpoint) -> None:
         assert decide(held, request, approver(held)).refused == "already_counted"
         time.sleep(0.2)
         assert not update.done()
-        assert decide(held, request, approver(held, unique("dave"))).state == "approved"
+        dave = unique("dave")
+        assert decide(held, request, approver(held, dave)).state == "approved"
         assert update.result(timeout=30) == (3,)
     assert next(a.sub for a in record(held, request.id).approvals) == BOB
+    # the refused second count is evidence too, attributed to the approver who tried
+    events = approval_events(held, request.id, 4)
+    decided = [
+        (e["actor"]["sub"], e["outcome"]["result"], e["outcome"]["code"], e["data"]["final"])
+        for e in events
+        if e["type"] == "approval.decided"
+    ]
+    assert decided == [
+        (BOB, "success", None, False),
+        (BOB, "failure", "already_counted", False),
+        (dave, "success", None, True),
+    ]
 
 
 def test_a_decision_cannot_be_replayed_for_another_statement(held: GatewayEndpoint) -> None:
@@ -286,6 +310,14 @@ def test_a_decision_cannot_be_replayed_for_another_statement(held: GatewayEndpoi
         assert decide(held, b, approver(held), "deny").refused is None
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             second.result(timeout=30)
+    # the replay is recorded against the request it was sent for, refused
+    events = approval_events(held, b.id, 3)
+    decided = [e for e in events if e["type"] == "approval.decided"]
+    assert [(e["outcome"]["result"], e["outcome"]["code"]) for e in decided] == [
+        ("failure", "statement_mismatch"),
+        ("success", None),
+    ]
+    assert decided[0]["actor"]["sub"] == BOB and decided[1]["data"]["decision"] == "deny"
 
 
 def test_expiry_refuses_the_statement_and_later_decisions_do_not_count(held: GatewayEndpoint) -> None:

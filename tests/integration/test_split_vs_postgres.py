@@ -12,7 +12,9 @@ What is compared, for ``split_statements(sql, standard_conforming_strings=...)``
 
 1. An EmptyQueryResponse (and only that) when the split is ``[]``.
 2. The text of every statement the server parsed and began to run equals the split's statement at that
-   index (both stripped of surrounding whitespace): the count and the order and the text.
+   index (both stripped of surrounding whitespace, and compared from their first token: PostgreSQL 18
+   starts a statement after the comments in front of it, earlier releases right after the ``;`` before
+   it): the count and the order and the text.
 3. When the server ran everything without an error, the split has exactly as many statements.
 4. Replaying the split's statements one Query at a time on a fresh session gives the same command tags,
    rows and error (SQLSTATE, message, position mapped back into the whole string) as the whole string.
@@ -28,7 +30,8 @@ What is compared, for ``split_statements(sql, standard_conforming_strings=...)``
 Each corpus entry also records what the server answers (``expect``), so a case that stops testing what it
 documents (say a new release accepting it) fails instead of passing silently. A second test puts 200 more
 strings together at random (fixed seed) from the same kinds of pieces. All objects are temporary and every
-string runs on fresh sessions, so nothing outlives a case.
+string runs on fresh sessions, so nothing outlives a case. The server is the test stack's PostgreSQL (the
+``dev_stack`` fixture starts it on a free port), as its superuser; the tests fail rather than skip without it.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
 from psycopg import pq
 
 from gateway.sqltext import analyze, split_statements, split_statements_counted
+from pcigate.devstack.layout import Layout
 
 pytestmark = pytest.mark.integration
 
@@ -411,24 +416,20 @@ class Wire:
         assert all(a.error is None for a in answers), (sql, answers)
 
 
-def _candidates() -> list[str]:
-    out: list[str] = []
-    dsn = os.environ.get("PCIGATE_DEV_POSTGRES_DSN")
-    if dsn:
-        u = urlsplit(dsn)
-        parts = {
-            "host": u.hostname or "127.0.0.1",
-            "port": str(u.port or 5432),
-            "user": unquote(u.username or "postgres"),
-            "dbname": (u.path or "/postgres").lstrip("/") or "postgres",
-        }
-        if u.password:
-            parts["password"] = unquote(u.password)
-        out.append(" ".join(f"{k}='{v}'" for k, v in parts.items()))
-    for user, db in (("postgres", "postgres"), ("postgres", "test"), ("root", "test"), ("root", "postgres")):
-        out.append(f"host=127.0.0.1 port=5432 user={user} dbname={db}")
-    # plain TCP, so the socket carries the protocol itself (no TLS), and no password prompt
-    return [f"{c} sslmode=disable connect_timeout=5" for c in out]
+def _conninfo(url: str) -> str:
+    """libpq key/value conninfo for a ``postgresql://`` URL (the stack's superuser DSN): plain TCP, so the
+    socket carries the protocol itself (no TLS), and the password given, so there is no prompt."""
+    u = urlsplit(url)
+    parts = {
+        "host": u.hostname or "127.0.0.1",
+        "port": str(u.port or 5432),
+        "user": unquote(u.username or "postgres"),
+        "dbname": (u.path or "/postgres").lstrip("/") or "postgres",
+    }
+    if u.password:
+        parts["password"] = unquote(u.password)
+    conninfo = " ".join(f"{k}='{v}'" for k, v in parts.items())
+    return f"{conninfo} sslmode=disable connect_timeout=5"
 
 
 @dataclass(frozen=True)
@@ -448,21 +449,17 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server() -> Server:
-    errors: list[str] = []
-    for conninfo in _candidates():
-        try:
-            wire = Wire(conninfo)
-        except ConnectionError as exc:
-            errors.append(f"{conninfo}: {str(exc).strip()}")
-            continue
-        with wire:
-            answers = wire.query("SHOW server_version_num")
-        version = int(answers[0].rows[0][0] or b"0")
-        if version < 140000:
-            pytest.skip(f"PostgreSQL {version} has no BEGIN ATOMIC bodies; 14 or later is needed")
-        return Server(conninfo, version)
-    pytest.skip("no PostgreSQL reachable: " + "; ".join(errors))
+def server(dev_stack: dict[str, Any], test_layout: Layout) -> Server:
+    """The test stack's PostgreSQL, as its superuser: the one ``dev_stack`` started on a free port (or the
+    server PCIGATE_DEV_POSTGRES_DSN names, which the stack then uses). Never skipped: a corpus that found no
+    server would pass without comparing anything, so no server, or one too old, fails the tests."""
+    assert dev_stack["running"], dev_stack
+    conninfo = _conninfo(test_layout.secret("postgres_superuser_dsn").read_text().strip())
+    with Wire(conninfo) as wire:
+        answers = wire.query("SHOW server_version_num")
+    version = int(answers[0].rows[0][0] or b"0")
+    assert version >= 140000, f"PostgreSQL {version} has no BEGIN ATOMIC bodies; the corpus needs 14 or later"
+    return Server(conninfo, version)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -493,6 +490,36 @@ def _server_text(sql: str, stmt: tuple[int, int]) -> str:
     data = sql.encode()
     loc, length = stmt
     return data[loc : loc + length if length else None].decode().strip(_WS)
+
+
+def _from_first_token(text: str) -> str:
+    """``text`` less the whitespace and complete comments (``--`` to the end of the line, ``/* */`` nested)
+    in front of its first token. PostgreSQL 18 starts a statement's ``stmt_location`` at its first token;
+    up to 17 it starts right after the ``;`` before it, so with the comments in between. Where a statement
+    starts is compared from its first token; where it ends, exactly. An unterminated comment stays."""
+    i = 0
+    while True:
+        while i < len(text) and text[i] in _WS:
+            i += 1
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            if end < 0:
+                return text[i:]
+            i = end + 1
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while depth and j < len(text):
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            if depth:
+                return text[i:]
+            i = j
+        else:
+            return text[i:]
 
 
 def _at_end(message: str) -> bool:
@@ -635,7 +662,10 @@ def _check_case(server: Server, case: Case) -> None:
     for i, answer in enumerate(answers):
         if answer.stmt is not None:
             assert i < len(pieces), f"the server ran statement {i}; the split has fewer" + where
-            assert pieces[i] == _server_text(sql, answer.stmt), f"statement {i} differs" + where
+            server_text = _server_text(sql, answer.stmt)
+            assert _from_first_token(pieces[i]) == _from_first_token(server_text), (
+                f"statement {i} differs" + where
+            )
 
     last = answers[-1]
     if last.error is None:
