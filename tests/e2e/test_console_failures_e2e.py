@@ -1,10 +1,13 @@
 """The approver console when things go wrong, driven by Textual's Pilot against a real NATS server of the
 test's own, with a stand-in gateway (a NATS responder) for the token check and the decisions: a reason that
-is too long or holds control characters is refused in the dialog and by the client. The console keeps
-running through all of it, never ending with a traceback."""
+is too long or holds control characters is refused in the dialog and by the client; NATS going away while
+a decision or a token check is on its way shows a message; a token check that found no gateway is tried
+again until one answers, and one the gateway refused is not. The console keeps running through all of it,
+never ending with a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +20,7 @@ from nats.aio.msg import Msg
 from textual import events
 from textual.widgets import Label
 
-from pcigate.approvals_client import ApprovalsError
+from pcigate.approvals_client import ApprovalsClient, ApprovalsError
 from pcigate.devstack.ports import free_port
 from schemas.approvals import (
     KV_BUCKET,
@@ -164,3 +167,79 @@ async def test_a_reason_too_long_or_with_control_characters_is_refused_and_the_c
             app.run_worker(app._send(held, "approve", "z" * (MAX_REASON + 1), TOKEN), group="decide")
             await until(lambda: any("not sent" in n for n in notes(app)), what="the message")
             assert app.is_running and len(gateway.decisions) == 1
+
+
+async def test_nats_going_away_under_a_decision_or_a_token_check_shows_a_message(
+    nats_url: tuple[str, Any, Path],
+) -> None:
+    """Between NATS closing the connection and the console noticing, a decision or a token check meets a
+    closed connection (nats-py's ConnectionClosedError): here the console's link is handed such a
+    connection, so that window is hit every time. Then NATS really goes: a decision says it cannot be sent.
+    """
+    url, proc, _store = nats_url
+    async with stand_in(url) as gateway:
+        app = ApproverApp([url], TOKEN, retry_every=0.3)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(app)
+            live = app.link._client
+            closed = ApprovalsClient([url])
+            await closed.__aenter__()
+            await closed.nats.close()
+            app.link._client = closed
+
+            await pilot.press("a")
+            await pilot.press(*"CHG-9 checked", "enter")
+            await until(lambda: any("NATS went away" in n for n in notes(app)), what="the message")
+            assert app.is_running and not gateway.decisions
+
+            app.identity = None  # the token check meets the closed connection too, and is tried again
+            app._check_token()
+            await until(lambda: "NATS went away" in (app._identity_problem or ""), what="the token message")
+            assert app.is_running and app._whoami_due is not None
+            app.link._client = live
+            await until(lambda: app.identity is not None, within=10, what="the token check tried again")
+
+            proc.terminate()
+            proc.wait(timeout=30)
+            await until(lambda: not app.link.connected, what="the outage to show")
+            await pilot.press("a")
+            await pilot.press(*"CHG-10 checked", "enter")
+            await until(lambda: any("not reachable right now" in n for n in notes(app)), what="the message")
+            assert app.is_running and app._banner.has_class("down")
+
+
+async def test_the_token_check_is_tried_again_until_a_gateway_answers(
+    nats_url: tuple[str, Any, Path],
+) -> None:
+    """No gateway when the console starts: it watches, says why, and checks the token again (backing off)
+    on the same connection; once a gateway answers, the approver can decide."""
+    url, _proc, _store = nats_url
+    async with stand_in(url, whoami=None) as gateway:
+        app = ApproverApp([url], TOKEN, retry_every=0.3)
+        async with app.run_test(size=SIZE):
+            await until(lambda: "no gateway is running" in (app._identity_problem or ""), what="the problem")
+            assert app.identity is None and app._whoami_due is not None
+            await asyncio.sleep(1.0)  # a few tries meet no responder
+            assert app._whoami_wait > 0.3  # backing off
+            await gateway.answer_whoami(BOB)
+            await until(lambda: app.identity is not None, within=10, what="the token verified on a retry")
+            assert app.identity is not None and app.identity.can_decide and app._whoami_due is None
+            assert gateway.whoami_asked == 1 and app.link.connected
+
+
+async def test_a_refused_or_unsendable_token_is_not_tried_again(nats_url: tuple[str, Any, Path]) -> None:
+    url, _proc, _store = nats_url
+    async with stand_in(url, whoami=REFUSED) as gateway:
+        app = ApproverApp([url], TOKEN, retry_every=0.3)
+        async with app.run_test(size=SIZE):
+            await until(lambda: gateway.whoami_asked == 1, what="the token check")
+            await until(lambda: "watching only" in (app._identity_problem or ""), what="the refusal")
+            await asyncio.sleep(2.0)  # several ticks, past a few backoffs
+            assert gateway.whoami_asked == 1 and app.identity is None and app._whoami_due is None
+
+        app = ApproverApp([url], "t" * (32 * 1024 + 1), retry_every=0.3)  # past the contract's 32 KiB
+        async with app.run_test(size=SIZE):
+            await until(lambda: "watching only" in (app._identity_problem or ""), what="the token problem")
+            assert "your token cannot be sent" in (app._identity_problem or "")
+            await asyncio.sleep(1.0)
+            assert app.is_running and app._whoami_due is None and gateway.whoami_asked == 1
