@@ -301,17 +301,39 @@ async def test_sessions_screen(name: str, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def check(name: str, svg: str) -> None:
+    """Compare with the committed snapshot. Only ``PCIGATE_UPDATE_SNAPSHOTS=1`` writes one: a missing
+    snapshot fails (written as ``.actual.svg`` to look at), or a deleted file would pass unseen."""
     path = SNAPSHOTS / f"{name}.svg"
-    if os.environ.get("PCIGATE_UPDATE_SNAPSHOTS") or not path.exists():
-        if not os.environ.get("PCIGATE_UPDATE_SNAPSHOTS") and os.environ.get("CI"):
-            pytest.fail(f"no snapshot {path}: run with PCIGATE_UPDATE_SNAPSHOTS=1 and commit it")
+    if os.environ.get("PCIGATE_UPDATE_SNAPSHOTS"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(svg)
         return
+    if not path.exists():
+        actual = path.with_suffix(".actual.svg")
+        actual.write_text(svg)
+        pytest.fail(f"no snapshot {path}: look at {actual}; if right, run with PCIGATE_UPDATE_SNAPSHOTS=1")
     if path.read_text() != svg:
         actual = path.with_suffix(".actual.svg")
         actual.write_text(svg)
         pytest.fail(f"screen {name} changed: compare {actual} with {path}; if intended, update the snapshot")
+
+
+def test_a_missing_snapshot_fails_unless_regeneration_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(f"{__name__}.SNAPSHOTS", tmp_path)
+    monkeypatch.delenv("PCIGATE_UPDATE_SNAPSHOTS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="no snapshot"):
+        check("gone", "<svg/>")
+    assert not (tmp_path / "gone.svg").exists() and (tmp_path / "gone.actual.svg").read_text() == "<svg/>"
+    monkeypatch.setenv("PCIGATE_UPDATE_SNAPSHOTS", "1")
+    check("gone", "<svg/>")
+    assert (tmp_path / "gone.svg").read_text() == "<svg/>"
+    monkeypatch.delenv("PCIGATE_UPDATE_SNAPSHOTS")
+    check("gone", "<svg/>")  # now it is there and the same
+    with pytest.raises(pytest.fail.Exception, match="changed"):
+        check("gone", "<svg></svg>")
 
 
 def test_the_console_refuses_a_token_from_stdin_and_an_unreadable_token_file(
