@@ -56,6 +56,9 @@ class ApproverApp(App[None]):
     """See the module docstring."""
 
     TITLE = "pcigate approve"
+    # Textual's command palette (^p: themes, screenshots, the key panel) adds nothing an approver needs and
+    # its footer entry takes room at 80 columns; the keys are on ? instead.
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     #identity { height: 1; background: $primary-background; padding: 0 1; }
     #banner { height: auto; background: $error; color: $text; padding: 0 1; display: none; }

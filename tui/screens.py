@@ -46,11 +46,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("enter", "open the selected request, or replay the session"),
     ("a", "approve it (asks for a reason)"),
     ("d", "deny it (asks for a reason)"),
-    ("/", "filter: requester, connection, rule, statement, id"),
+    ("/", "filter the queue or the activity by text"),
     ("s", "sort: expiry, age, requester, connection"),
     ("f", "activity: the next category (sessions, commands, blocks, masking, approvals, ledger)"),
     ("r", "ledger, sessions: read again (recorded as ledger.read)"),
-    ("esc", "back; clears the filter in the queue"),
+    ("esc", "back (request, replay, help); clears a filter"),
     ("?", "this help"),
     ("q", "quit"),
 )
@@ -303,6 +303,6 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help"):
             yield Label("pcigate approve: keys", id="help-title")
             yield Static(keys)
-            yield Label(
+            yield Static(  # wraps (a Label would be cut at 80 columns)
                 "The mouse works too: click a row, click it again to open it, click tabs and buttons."
             )
