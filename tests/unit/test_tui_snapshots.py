@@ -48,7 +48,13 @@ def rid(n: int) -> str:
 
 def requests() -> list[Any]:
     alice = Requester(sub="alice@example.com", iss=ISS, kind="human", groups=("payments-admins",))
-    read = STATEMENT.model_copy(update={"text": "SELECT card_id, pan, holder_name FROM cards"})
+    read = STATEMENT.model_copy(  # an agent's read by card number: the parameter as the record keeps it
+        update={
+            "text": "SELECT card_id, pan, holder_name FROM cards WHERE pan = $1 AND exp_year >= $2",
+            "parameters": ["411111******1111", "2027"],
+            "kind": "dql",
+        }
+    )
     access = STATEMENT.model_copy(
         update={"text": "-- pcigate: access to connection reporting as pcigate_ro for 30m", "objects": []}
     )
@@ -69,9 +75,11 @@ def requests() -> list[Any]:
             created=NOW + timedelta(seconds=40),
             expires=NOW + timedelta(minutes=2),
             rule="agent-card-reads",
+            why="rule agent-card-reads matched",
             quorum=2,
             statement=read,
             approvals=(carol,),
+            columns=("public.cards.card_id", "public.cards.pan", "public.cards.holder_name"),
         ),
         request(
             id=rid(3),
@@ -114,8 +122,13 @@ EVENTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def card_data(connection: str, column: str) -> bool:
+    """The snapshots' masking profile: the card number is card data."""
+    return column == "pan"
+
+
 def console(**kw: Any) -> ApproverApp:
-    app = ApproverApp([], "token", clock=lambda: CLOCK, connect=False, **kw)
+    app = ApproverApp([], "token", clock=lambda: CLOCK, connect=False, sensitive=card_data, **kw)
     app.identity = BOB
     return app
 
@@ -248,7 +261,8 @@ async def nats_down(app: ApproverApp, pilot: Any) -> None:
 
 SCREENS: dict[str, tuple[str, ...] | Steps] = {
     "queue": (),
-    "detail": ("enter",),
+    "detail": ("enter",),  # an agent acting for a person, the columns it reads (card data marked)
+    "detail-end": ("enter", "end"),  # its statement, parameters (masked) and the session's history
     "decision": ("a", *"CHG-1234: checked the ticket"),
     "help": ("question_mark",),
     "filter": ("slash", *"agent"),
