@@ -43,7 +43,12 @@ DECIDE_TIMEOUT_S = 15.0
 
 
 class ApprovalsError(RuntimeError):
-    """A request cannot be read or decided; the message says why and what to do."""
+    """A request cannot be read or decided; the message says why and what to do. ``retryable``: the same
+    call may work later (NATS or a gateway was away), so a console may try again on its own."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,16 +174,19 @@ class ApprovalsClient:
     ) -> DecideReply:
         """Send a decision to the gateway holding ``request`` and return what it did with it."""
         assert self._nc is not None
-        message = DecideRequest(
-            id=request.id,
-            decision=decision,
-            binding=request.binding,
-            reason=reason,
-            token=token,
-            channel=channel,
-            origin_addr=self._local_addr(),
-            client_app=client_app,
-        )
+        try:
+            message = DecideRequest(
+                id=request.id,
+                decision=decision,
+                binding=request.binding,
+                reason=reason,
+                token=token,
+                channel=channel,
+                origin_addr=self._local_addr(),
+                client_app=client_app,
+            )
+        except ValidationError as exc:
+            raise _unsendable("the decision", exc) from None
         try:
             msg = await self._nc.request(
                 decide_subject(request.gateway), message.model_dump_json().encode(), timeout=DECIDE_TIMEOUT_S
@@ -193,6 +201,13 @@ class ApprovalsClient:
                 f"the gateway holding request {request.id} did not answer within {DECIDE_TIMEOUT_S:.0f} s; "
                 "run `pcigate approvals list` to see whether the decision counted"
             ) from None
+        except nats.errors.Error as exc:  # the connection closed or broke while the decision was on its way
+            raise ApprovalsError(
+                f"NATS went away while sending the decision ({_nats_problem(exc)}); it may or may not have "
+                "reached the gateway: run `pcigate approvals list` (or wait for the console to reconnect) "
+                "and decide again if the request is still pending",
+                retryable=True,
+            ) from None
         try:
             return DecideReply.model_validate_json(msg.data)
         except ValidationError:
@@ -201,18 +216,26 @@ class ApprovalsClient:
     async def whoami(self, token: str, *, client_app: str) -> WhoAmIReply:
         """Who ``token`` is, as a running gateway verifies it, and in which approver groups."""
         assert self._nc is not None
-        message = WhoAmIRequest(token=token, origin_addr=self._local_addr(), client_app=client_app)
+        try:
+            message = WhoAmIRequest(token=token, origin_addr=self._local_addr(), client_app=client_app)
+        except ValidationError as exc:
+            raise _unsendable("your token", exc) from None
         try:
             msg = await self._nc.request(
                 WHOAMI_SUBJECT, message.model_dump_json().encode(), timeout=DECIDE_TIMEOUT_S
             )
         except nats.errors.NoRespondersError:
             raise ApprovalsError(
-                "no gateway is running to verify your token; start one (`pcigate gateway`)"
+                "no gateway is running to verify your token; start one (`pcigate gateway`)", retryable=True
             ) from None
         except nats.errors.TimeoutError:
             raise ApprovalsError(
-                f"no gateway verified your token within {DECIDE_TIMEOUT_S:.0f} s; retry"
+                f"no gateway verified your token within {DECIDE_TIMEOUT_S:.0f} s; retry", retryable=True
+            ) from None
+        except nats.errors.Error as exc:  # the connection closed or broke while asking
+            raise ApprovalsError(
+                f"NATS went away while verifying your token ({_nats_problem(exc)}); retry once it is back",
+                retryable=True,
             ) from None
         try:
             return WhoAmIReply.model_validate_json(msg.data)
@@ -234,6 +257,26 @@ class ApprovalsClient:
                 continue
             return str(addr).split("%", 1)[0]
         return None
+
+
+# What each field of a decision or a whoami must be, in the words of someone who has to fix it.
+_FIELD_RULES = {
+    "reason": "the reason must be 1 to 1024 characters without control characters; shorten or retype it",
+    "token": "the token must be 1 byte to 32 KiB (a JWT); check that --token, --token-file or "
+    "PCIGATE_TOKEN holds your token and nothing else, or get a new one",
+}
+
+
+def _unsendable(what: str, exc: ValidationError) -> ApprovalsError:
+    """``what`` cannot be sent as the contract stands: say which field and what it must be. Only field
+    names and rules, never pydantic's text: that quotes the input, and the input holds a token."""
+    fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+    rules = [_FIELD_RULES.get(f, f"{f} is not valid") for f in fields] or ["it is not valid"]
+    return ApprovalsError(f"{what} cannot be sent: {'; '.join(rules)}")
+
+
+def _nats_problem(exc: nats.errors.Error) -> str:
+    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
 
 def _listed(key: str, value: bytes | None) -> Listed:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
@@ -48,12 +49,16 @@ FILTER_HINT: Final = "filter: requester, connection, rule, statement, id (esc cl
 ACTIVITY_HINT: Final = "filter the activity: type, person, connection, statement (esc clears)"
 TABS: Final = ("queue-pane", "activity-pane", "ledger-pane", "sessions-pane")
 SESSIONS_COLUMN: Final = "session"
+WHOAMI_MAX_WAIT: Final = 60.0  # seconds between token checks at most, while no gateway answers
 
 
 class ApproverApp(App[None]):
     """See the module docstring."""
 
     TITLE = "pcigate approve"
+    # Textual's command palette (^p: themes, screenshots, the key panel) adds nothing an approver needs and
+    # its footer entry takes room at 80 columns; the keys are on ? instead.
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     #identity { height: 1; background: $primary-background; padding: 0 1; }
     #banner { height: auto; background: $error; color: $text; padding: 0 1; display: none; }
@@ -127,6 +132,11 @@ class ApproverApp(App[None]):
         self.identity: WhoAmIReply | None = None
         self._identity_problem: str | None = None if token else "no token: watching only"
         self._token = token
+        # The token check is tried again (from the tick) while it failed for a reason that may pass: no
+        # gateway yet, NATS away. None: no retry due (verified, refused, or not tried yet).
+        self._whoami_every = retry_every
+        self._whoami_wait = retry_every
+        self._whoami_due: float | None = None
         self._clock = clock
         self._started = clock()
         self._shown: list[str] = []
@@ -197,14 +207,26 @@ class ApproverApp(App[None]):
         banner = self._banner
         banner.set_class(not up, "down")
         banner.update("" if up else f"⚠ {message}")
-        if up and self.identity is None and self._token:
+        if up:
+            self._whoami_wait = self._whoami_every  # a new connection: start the backoff again
+            self._check_token()
+
+    def _check_token(self) -> None:
+        if self.identity is None and self._token:
+            self._whoami_due = None
             self.run_worker(self._whoami(self._token), name="whoami", exclusive=True, group="whoami")
 
     async def _whoami(self, token: str) -> None:
         try:
             reply = await self.link.whoami(token)
         except ApprovalsError as exc:
-            self._identity_problem = f"token not verified yet: {exc}"
+            if exc.retryable:
+                wait = self._whoami_wait
+                self._whoami_due = time.monotonic() + wait
+                self._whoami_wait = min(wait * 2, WHOAMI_MAX_WAIT)
+                self._identity_problem = f"token not verified yet (next try in {wait:g} s): {exc}"
+            else:
+                self._identity_problem = f"{exc}: watching only"
         else:
             if reply.refused is None:
                 self.identity, self._identity_problem = reply, None
@@ -435,8 +457,12 @@ class ApproverApp(App[None]):
         self._trace_line.update(self._traces_text())
 
     def _tick(self) -> None:
-        """Once a second: expiry, the countdowns of the rows on screen, the token's validity."""
+        """Once a second: expiry, the countdowns of the rows on screen, the token's validity, and the token
+        check again when it is due (a reconnect runs it anyway)."""
         now = self._clock()
+        due = self._whoami_due
+        if due is not None and time.monotonic() >= due and self.link.connected:
+            self._check_token()
         if self.identity is not None and self.identity.expires is not None:
             self._header.update(self._identity_line())
         if self.queue.expire(now):

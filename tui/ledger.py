@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import asyncpg
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -168,6 +169,25 @@ def _gap_text(event: Mapping[str, Any] | None) -> str:
     )
 
 
+class FullHash:
+    """A hash in hex, never cut with an ellipsis: on one line where it fits, else in two halves (an
+    approver compares it with another copy, so every digit must show)."""
+
+    def __init__(self, hexdigest: str) -> None:
+        self.hexdigest = hexdigest
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        h = self.hexdigest
+        if options.max_width >= len(h):
+            yield Text(h)
+        else:
+            half = (len(h) + 1) // 2
+            yield Text(f"{h[:half]}\n{h[half:]}", overflow="fold")  # fold: even narrower, nothing is cut
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement((len(self.hexdigest) + 1) // 2, len(self.hexdigest))
+
+
 def render(status: LedgerStatus | None, origin: str) -> RenderableType:
     """The panel's content."""
     if status is None:
@@ -181,7 +201,7 @@ def render(status: LedgerStatus | None, origin: str) -> RenderableType:
     cp = status.checkpoint
     if cp is not None:
         facts.add_row("checkpoint", f"size {cp.size:,}, signed {cp.created_at:%Y-%m-%d %H:%M:%S} UTC")
-        facts.add_row("root", cp.root.hex())
+        facts.add_row("root", FullHash(cp.root.hex()))
         facts.add_row("key", f"{cp.key_name} (id {cp.key_id:08x})")
     ok_style = "green" if status.healthy else "bold red"
     facts.add_row("signature", Text(status.signature, style="green" if cp and cp.trusted_by else "yellow"))

@@ -37,7 +37,10 @@ CLIENT_APP: Final = "pcigate-approve"
 
 
 class NotConnectedError(ApprovalsError):
-    """NATS is not reachable right now; the link is reconnecting."""
+    """NATS is not reachable right now; the link is reconnecting (so it is worth trying again)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class ConsoleLink:

@@ -3,8 +3,9 @@ map."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -13,6 +14,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Label, RichLog, Static
 
@@ -25,9 +27,18 @@ if TYPE_CHECKING:
     from pcigate.recordings import SessionRow
     from tui.activity import Line
 
-__all__ = ["KEYS", "DecisionScreen", "DetailScreen", "HelpScreen", "ReplayScreen"]
+__all__ = [
+    "KEYS",
+    "MAX_REASON",
+    "DecisionScreen",
+    "DetailScreen",
+    "HelpScreen",
+    "ReplayScreen",
+    "reason_problem",
+]
 
 Decision = Literal["approve", "deny"]
+MAX_REASON: Final = 1024  # characters: a decision's reason in the contract (schemas.approvals.DecideRequest)
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("1  2  3  4", "queue, activity, ledger, sessions"),
@@ -35,11 +46,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("enter", "open the selected request, or replay the session"),
     ("a", "approve it (asks for a reason)"),
     ("d", "deny it (asks for a reason)"),
-    ("/", "filter: requester, connection, rule, statement, id"),
+    ("/", "filter the queue or the activity by text"),
     ("s", "sort: expiry, age, requester, connection"),
     ("f", "activity: the next category (sessions, commands, blocks, masking, approvals, ledger)"),
     ("r", "ledger, sessions: read again (recorded as ledger.read)"),
-    ("esc", "back; clears the filter in the queue"),
+    ("esc", "back (request, replay, help); clears a filter"),
     ("?", "this help"),
     ("q", "quit"),
 )
@@ -154,6 +165,34 @@ class DetailScreen(Screen[Decision | None]):
         self.dismiss(None if event.button.id == "back" else event.button.id)  # type: ignore[arg-type]
 
 
+def reason_problem(reason: str) -> str | None:
+    """Why ``reason`` cannot go with a decision, or None. Checked here, where the approver can still fix it:
+    the contract refuses a reason longer than ``MAX_REASON`` or holding control characters."""
+    if not reason:
+        return "a reason is required"
+    if len(reason) > MAX_REASON:
+        return f"a reason is at most {MAX_REASON} characters (this one has {len(reason)}): shorten it"
+    bad = next((c for c in reason if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        return f"the reason holds a control character (U+{ord(bad):04X}): retype it without it"
+    return None
+
+
+class ReasonInput(Input):
+    """The reason's box, which keeps it within ``MAX_REASON``: typing or pasting past it is refused with a
+    word to the approver (Input alone only rings the bell)."""
+
+    class Refused(Message):
+        """Text that would make the reason too long was refused."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(max_length=MAX_REASON, **kw)
+
+    def restricted(self) -> None:
+        super().restricted()
+        self.post_message(self.Refused())
+
+
 class DecisionScreen(ModalScreen[str | None]):
     """The reason for a decision: required, sent with it and kept in the evidence."""
 
@@ -169,7 +208,7 @@ class DecisionScreen(ModalScreen[str | None]):
         with Vertical(id="decision"):
             yield Label(f"{verb} request {self.request.id}", id="decision-title")
             yield Label(requester_label(self.request) + f" on {self.request.connection}")
-            yield Input(placeholder="reason (required): a ticket, what you checked", id="reason")
+            yield ReasonInput(placeholder="reason (required): a ticket, what you checked", id="reason")
             yield Label("", id="decision-problem")
             with Horizontal():
                 yield Button(
@@ -183,6 +222,17 @@ class DecisionScreen(ModalScreen[str | None]):
     def on_input_submitted(self) -> None:
         self._send()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        full = len(event.value) >= MAX_REASON
+        self.query_one("#decision-problem", Label).update(
+            f"a reason is at most {MAX_REASON} characters: this is the limit" if full else ""
+        )
+
+    def on_reason_input_refused(self) -> None:
+        self.query_one("#decision-problem", Label).update(
+            f"a reason is at most {MAX_REASON} characters: that would make it longer, so it was not taken"
+        )
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "send":
             self._send()
@@ -191,8 +241,9 @@ class DecisionScreen(ModalScreen[str | None]):
 
     def _send(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
-            self.query_one("#decision-problem", Label).update("a reason is required")
+        problem = reason_problem(reason)
+        if problem is not None:
+            self.query_one("#decision-problem", Label).update(problem)
             return
         self.dismiss(reason)
 
@@ -252,6 +303,6 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help"):
             yield Label("pcigate approve: keys", id="help-title")
             yield Static(keys)
-            yield Label(
+            yield Static(  # wraps (a Label would be cut at 80 columns)
                 "The mouse works too: click a row, click it again to open it, click tabs and buttons."
             )

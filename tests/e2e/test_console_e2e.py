@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from textual.widgets import Static
 from pcigate.cli_approvals import _ledger_source, _sensitive
 from pcigate.config import load_config
 from pcigate.devstack.ports import free_port
+from schemas.approvals import Request
 from tests.e2e.test_approvals_e2e import BOB, approver, connect, in_thread, unique
 from tests.gateway_support import GatewayEndpoint, audit_events, decide, private_gateway
+from tests.unit.test_approvals_record import request as make_request
 from tui.app import ApproverApp
 from tui.screens import DetailScreen
 
@@ -85,6 +88,60 @@ async def test_a_held_statement_is_approved_from_the_queue(gateway: GatewayEndpo
         within=15,
     )
     assert decided["data"]["channel"] == "tui" and decided["data"]["reason"] == "CHG-77 checked"
+
+
+async def test_a_held_statement_raises_a_notification_and_rings(gateway: GatewayEndpoint) -> None:
+    alice = unique("alice")
+    async with console(gateway, approver(gateway)) as (app, pilot):
+        rings: list[float] = []
+        app.bell = lambda: rings.append(time.monotonic())  # type: ignore[method-assign]
+        await until(lambda: app.identity is not None and app.link.connected, what="a verified identity")
+        held = hold(gateway, alice)
+        await until(
+            lambda: any(n.title == "new request" and alice in n.message for n in app._notifications),
+            what="the notification of alice's request",
+        )
+        assert rings, "no bell"
+        await only(pilot, app, alice)
+        request = app.queue.get(app._shown[0])
+    assert request is not None
+    await asyncio.to_thread(decide, gateway, request, approver(gateway), "deny", "test over")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        held.result(timeout=30)
+
+
+async def test_the_filter_shows_one_requester_and_hides_the_other(gateway: GatewayEndpoint) -> None:
+    alice, carol = unique("alice"), unique("carol")
+    async with console(gateway, approver(gateway)) as (app, pilot):
+        await until(lambda: app.identity is not None and app.link.connected, what="a verified identity")
+        held = [hold(gateway, alice), hold(gateway, carol)]
+        pending = {alice: "", carol: ""}
+        try:
+
+            def both() -> bool:
+                for r in app.queue.rows():
+                    if r.requester.sub in pending:
+                        pending[r.requester.sub] = r.id
+                return all(pending.values())
+
+            await until(both, what="both requests pending")
+            await until(lambda: {pending[alice], pending[carol]} <= set(app._shown), what="both shown")
+            for shown, hidden in ((alice, carol), (carol, alice)):
+                await pilot.press("slash", *shown, "enter")
+                await until(lambda gone=pending[hidden]: gone not in app._shown, what=f"{hidden} hidden")
+                assert app._shown == [pending[shown]], f"filtered to {shown}"
+                assert pending[hidden] not in app._shown
+                await pilot.press("slash", "escape")  # clears the filter
+                await until(lambda: {pending[alice], pending[carol]} <= set(app._shown), what="both again")
+                assert app.queue.filter == ""
+        finally:
+            requests = [app.queue.get(pending[sub]) for sub in (alice, carol) if pending[sub]]
+    for request in requests:
+        assert request is not None
+        await asyncio.to_thread(decide, gateway, request, approver(gateway), "deny", "test over")
+    for future in held:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            future.result(timeout=30)
 
 
 async def test_deny_from_the_detail_screen_needs_a_reason(gateway: GatewayEndpoint) -> None:
@@ -181,25 +238,45 @@ def nats_server(port: int, store: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=30)
 
 
+async def _put(url: str, *records: Request) -> None:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().create_key_value(bucket="PCIGATE_APPROVALS", history=1)
+        for r in records:
+            await kv.put(r.id, r.model_dump_json().encode())
+    finally:
+        await nc.close()
+
+
 async def test_a_nats_outage_shows_a_banner_and_the_console_reconnects(tmp_path: Path) -> None:
+    """After the outage the queue is read again from the bucket: what is still pending stays, a request
+    decided and one held while the console was away (or just before it came back) show as they are."""
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
+    now = datetime.now(UTC)
+    stays, decided, new = (
+        make_request(id=f"019300a0-0000-7000-8000-{n:012d}", created=now, expires=now + timedelta(minutes=9))
+        for n in (1, 2, 3)
+    )
     with nats_server(port, tmp_path / "js") as first:
         await until(lambda: _reachable(port), what="the NATS server")
-        nc = await nats.connect(url)
-        await nc.jetstream().create_key_value(bucket="PCIGATE_APPROVALS", history=1)
-        await nc.close()
+        await _put(url, stays, decided)
         app = ApproverApp([url], None, retry_every=0.3)
         async with app.run_test(size=SIZE):
             await until(lambda: app.link.connected, what="the first connection")
+            await until(lambda: set(app._shown) == {stays.id, decided.id}, what="the queue filled")
             first.terminate()
             first.wait(timeout=30)
             await until(lambda: not app.link.connected, what="the outage to show")
             banner = app._banner
             assert banner.has_class("down") and "NATS unreachable" in str(banner.render())
             with nats_server(port, tmp_path / "js"):
+                await until(lambda: _reachable(port), what="the NATS server again")
+                await _put(url, decided.model_copy(update={"state": "approved"}), new)
                 await until(lambda: app.link.connected, within=20, what="the reconnection")
                 assert not app._banner.has_class("down")
+                await until(lambda: set(app._shown) == {stays.id, new.id}, what="the queue filled again")
+                assert [(t.request.id, t.state) for t in app.queue.traces] == [(decided.id, "approved")]
 
 
 def _reachable(port: int) -> bool:

@@ -1,9 +1,15 @@
 """The issue's done-when, through a real terminal: the dev stack's gateway holds alice's psql ``UPDATE
-cards``; bob runs ``pcigate approve`` in tmux at 80x24, filters to the request, presses ``a``, types a
-reason and enter; psql returns ``UPDATE 1``."""
+cards``; bob runs ``pcigate approve --token "$(pcigate token --sub bob@example.com --groups approvers)"``
+in tmux at 80x24 (the shell mints the token), sees alice's request, filters to it, presses ``a``, types a
+reason and enter; psql returns ``UPDATE 1``. The time from starting the console to alice's request on
+screen is printed (the issue says within a second; tests do not assert wall-clock time).
+
+Without tmux the test is skipped, except where ``CI`` is set: CI has tmux, so there it fails instead of
+passing unseen."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -17,14 +23,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_approvals_e2e import approver, unique
+from tests.e2e.test_approvals_e2e import BOB, unique
 from tests.e2e.test_masking_e2e import psql_path
 from tests.gateway_support import GatewayEndpoint
 
+NO_TMUX = "tmux is not installed (Debian: apt install tmux)"
 pytestmark = [
     pytest.mark.e2e,
+    # Decided before any fixture runs: a skip does not start the dev stack.
     pytest.mark.skipif(
-        shutil.which("tmux") is None, reason="tmux is not installed (Debian: apt install tmux)"
+        shutil.which("tmux") is None and not os.environ.get("CI"),
+        reason=f"{NO_TMUX}; skipped as CI is unset (with CI set it fails)",
     ),
 ]
 
@@ -76,6 +85,8 @@ def queue_rows(screen: str) -> list[str]:
 
 @pytest.fixture
 def tmux() -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:  # only where CI is set (skipped elsewhere)
+        pytest.fail(f"{NO_TMUX}, and CI is set: this end-to-end test must run there")
     session = Tmux(f"pcigate-test-{uuid.uuid4().hex[:8]}")
     try:
         yield session
@@ -84,12 +95,9 @@ def tmux() -> Iterator[Tmux]:
 
 
 def test_alices_update_completes_when_bob_approves_it_in_the_console(
-    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmux: Tmux, tmp_path: Path
+    dev_stack: dict[str, Any], gateway: GatewayEndpoint, tmux: Tmux, capsys: pytest.CaptureFixture[str]
 ) -> None:
     alice = unique("alice")
-    token = tmp_path / "bob.jwt"
-    token.write_text(approver(gateway))
-    token.chmod(0o600)
     psql = shlex.join(
         [psql_path(), "-X", "-h", gateway.host, "-p", str(gateway.port), "-U", alice, "-d", gateway.database,
          "-c", "UPDATE cards SET exp_year = exp_year WHERE card_id = 7"]
@@ -99,14 +107,23 @@ def test_alices_update_completes_when_bob_approves_it_in_the_console(
         "alice", f"PGPASSWORD={shlex.quote(password)} PGSSLMODE=disable {psql}; echo PSQL-EXIT=$?; sleep 60"
     )
     tmux.until("alice", lambda s: "held for approval" in s, 30, "alice's statement to be held")
-    pcigate = Path(sys.executable).with_name("pcigate")
-    console = shlex.join(
-        [str(pcigate), "approve", "--config", dev_stack["config"], "--token-file", str(token)]
-    )
+    pcigate = shlex.quote(str(Path(sys.executable).with_name("pcigate")))
+    mint = f"{pcigate} token --home {shlex.quote(str(gateway.layout.root))} --sub {BOB} --groups approvers"
+    console = f'{pcigate} approve --config {shlex.quote(dev_stack["config"])} --token "$({mint})"'
+    minted = time.monotonic()  # the same command alone: how much of the start is the token's minting
+    subprocess.run(mint, shell=True, check=True, capture_output=True, timeout=30)
+    minting = time.monotonic() - minted
+    started = time.monotonic()
     tmux.window("bob", console)
-    tmux.until(
-        "bob", lambda s: "approver: approvers" in s and "alice-" in s, 30, "the request in bob's queue"
-    )
+    tmux.until("bob", lambda s: alice in queue_rows(s), 30, "alice's request in bob's queue")
+    visible = time.monotonic() - started
+    tmux.until("bob", lambda s: "approver: approvers" in s, 30, "bob's token verified")
+    verified = time.monotonic() - started
+    with capsys.disabled():  # the issue's "within a second", measured (polled every 0.1 s), not asserted
+        print(
+            f"\nconsole started (token minted by the shell, 80x24 in tmux) -> alice's request visible: "
+            f"{visible:.2f} s; token verified: {verified:.2f} s (pcigate token alone: {minting:.2f} s)"
+        )
     tmux.keys("bob", "/")  # as a person does: look for the filter box, type, look again
     tmux.until("bob", lambda s: "filter: requester" in s, 10, "the filter box")
     tmux.keys("bob", "-l", alice)

@@ -89,7 +89,22 @@ def test_the_ledger_panel_says_what_it_found() -> None:
     assert "press r" in _plain(render(None, "o"))
 
 
-def _plain(renderable: object) -> str:
-    console = Console(width=100, record=True)
+def test_the_ledger_panel_shows_the_root_in_full_at_any_width() -> None:
+    """At 80 columns the root does not fit beside its label: it goes on two lines, never cut."""
+    root = bytes(range(32))
+    now = datetime.now(UTC)
+    cp = CheckpointRecord(
+        size=1, root=root, note="", key_name="pcigate.dev/ledger", key_id=1, created_at=now, trusted_by=()
+    )
+    status = LedgerStatus(now, cp, "checked", "first checkpoint this console has seen", True)
+    for width, lines in ((120, [root.hex()]), (76, [root.hex()[:32], root.hex()[32:]])):
+        text = _plain(render(status, "pcigate.dev/ledger"), width)
+        assert "…" not in text
+        shown = [line.split()[-1] for line in text.splitlines() if any(part in line for part in lines)]
+        assert shown == lines, (width, text)
+
+
+def _plain(renderable: object, width: int = 100) -> str:
+    console = Console(width=width, record=True)
     console.print(renderable)
     return console.export_text()

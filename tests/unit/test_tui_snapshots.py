@@ -48,7 +48,13 @@ def rid(n: int) -> str:
 
 def requests() -> list[Any]:
     alice = Requester(sub="alice@example.com", iss=ISS, kind="human", groups=("payments-admins",))
-    read = STATEMENT.model_copy(update={"text": "SELECT card_id, pan, holder_name FROM cards"})
+    read = STATEMENT.model_copy(  # an agent's read by card number: the parameter as the record keeps it
+        update={
+            "text": "SELECT card_id, pan, holder_name FROM cards WHERE pan = $1 AND exp_year >= $2",
+            "parameters": ["411111******1111", "2027"],
+            "kind": "dql",
+        }
+    )
     access = STATEMENT.model_copy(
         update={"text": "-- pcigate: access to connection reporting as pcigate_ro for 30m", "objects": []}
     )
@@ -69,9 +75,11 @@ def requests() -> list[Any]:
             created=NOW + timedelta(seconds=40),
             expires=NOW + timedelta(minutes=2),
             rule="agent-card-reads",
+            why="rule agent-card-reads matched",
             quorum=2,
             statement=read,
             approvals=(carol,),
+            columns=("public.cards.card_id", "public.cards.pan", "public.cards.holder_name"),
         ),
         request(
             id=rid(3),
@@ -114,8 +122,13 @@ EVENTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def card_data(connection: str, column: str) -> bool:
+    """The snapshots' masking profile: the card number is card data."""
+    return column == "pan"
+
+
 def console(**kw: Any) -> ApproverApp:
-    app = ApproverApp([], "token", clock=lambda: CLOCK, connect=False, **kw)
+    app = ApproverApp([], "token", clock=lambda: CLOCK, connect=False, sensitive=card_data, **kw)
     app.identity = BOB
     return app
 
@@ -248,7 +261,8 @@ async def nats_down(app: ApproverApp, pilot: Any) -> None:
 
 SCREENS: dict[str, tuple[str, ...] | Steps] = {
     "queue": (),
-    "detail": ("enter",),
+    "detail": ("enter",),  # an agent acting for a person, the columns it reads (card data marked)
+    "detail-end": ("enter", "end"),  # its statement, parameters (masked) and the session's history
     "decision": ("a", *"CHG-1234: checked the ticket"),
     "help": ("question_mark",),
     "filter": ("slash", *"agent"),
@@ -301,17 +315,39 @@ async def test_sessions_screen(name: str, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def check(name: str, svg: str) -> None:
+    """Compare with the committed snapshot. Only ``PCIGATE_UPDATE_SNAPSHOTS=1`` writes one: a missing
+    snapshot fails (written as ``.actual.svg`` to look at), or a deleted file would pass unseen."""
     path = SNAPSHOTS / f"{name}.svg"
-    if os.environ.get("PCIGATE_UPDATE_SNAPSHOTS") or not path.exists():
-        if not os.environ.get("PCIGATE_UPDATE_SNAPSHOTS") and os.environ.get("CI"):
-            pytest.fail(f"no snapshot {path}: run with PCIGATE_UPDATE_SNAPSHOTS=1 and commit it")
+    if os.environ.get("PCIGATE_UPDATE_SNAPSHOTS"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(svg)
         return
+    if not path.exists():
+        actual = path.with_suffix(".actual.svg")
+        actual.write_text(svg)
+        pytest.fail(f"no snapshot {path}: look at {actual}; if right, run with PCIGATE_UPDATE_SNAPSHOTS=1")
     if path.read_text() != svg:
         actual = path.with_suffix(".actual.svg")
         actual.write_text(svg)
         pytest.fail(f"screen {name} changed: compare {actual} with {path}; if intended, update the snapshot")
+
+
+def test_a_missing_snapshot_fails_unless_regeneration_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(f"{__name__}.SNAPSHOTS", tmp_path)
+    monkeypatch.delenv("PCIGATE_UPDATE_SNAPSHOTS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="no snapshot"):
+        check("gone", "<svg/>")
+    assert not (tmp_path / "gone.svg").exists() and (tmp_path / "gone.actual.svg").read_text() == "<svg/>"
+    monkeypatch.setenv("PCIGATE_UPDATE_SNAPSHOTS", "1")
+    check("gone", "<svg/>")
+    assert (tmp_path / "gone.svg").read_text() == "<svg/>"
+    monkeypatch.delenv("PCIGATE_UPDATE_SNAPSHOTS")
+    check("gone", "<svg/>")  # now it is there and the same
+    with pytest.raises(pytest.fail.Exception, match="changed"):
+        check("gone", "<svg></svg>")
 
 
 def test_the_console_refuses_a_token_from_stdin_and_an_unreadable_token_file(
