@@ -29,10 +29,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
+import os
+import pty
+import re
+import select
 import statistics
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -154,6 +161,73 @@ async def cold_start(stack: Stack, starts: int) -> tuple[list[float], list[float
     finally:
         await conn.close()
     return visible, verified
+
+
+async def process_start(stack: Stack, starts: int) -> list[float]:
+    """Seconds from spawning the real ``pcigate approve --token ... --config ...`` in an 80x24 pseudo-terminal
+    to the held request's requester on its screen: Python's start, the CLI, the config, the imports, the
+    NATS connect, the bucket and the first drawing, as a person starting the console sees it."""
+    status = stack.status
+    host, port = status["gateway"]["postgres"].rsplit(":", 1)
+    requester = "bench-console-pty@example.com"
+    conn = await asyncpg.connect(host=host, port=int(port), user=requester, database=DATABASE, ssl=False,
+                                 password=dev_token(stack.home, requester, "--groups", "payments-admins",
+                                                    "--ttl", "2h"))  # fmt: skip
+    approver = dev_token(
+        stack.home, "bench-console-approver@example.com", "--groups", "approvers", "--ttl", "2h"
+    )
+    pcigate = str(Path(sys.executable).with_name("pcigate"))
+    shown: list[float] = []
+    try:
+        for i in range(starts):
+            held = asyncio.ensure_future(conn.fetchval(HELD, 1 + i % 1000))
+            request_id = await _pending(status["nats"], requester)
+            argv = [pcigate, "approve", "--token", approver, "--config", status["config"]]
+            shown.append(await asyncio.to_thread(_on_screen, argv, "bench-console-pty"))
+            async with ApprovalsClient([status["nats"]]) as client:
+                request = next(
+                    x.request for x in await client.requests() if x.request and x.request.id == request_id
+                )
+                await client.decide(
+                    request, "deny", reason="bench", token=approver, channel="cli", client_app="bench"
+                )
+            with contextlib.suppress(asyncpg.InsufficientPrivilegeError):  # denied, as intended
+                await held
+    finally:
+        await conn.close()
+    return shown
+
+
+def _on_screen(argv: list[str], text: str, within: float = 30.0) -> float:
+    """Run ``argv`` on a pseudo-terminal of SIZE; seconds until ``text`` is drawn, then quit it."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(SIZE[0]), "LINES": str(SIZE[1])}
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
+    os.close(follower)
+    screen = b""
+    try:
+        while time.perf_counter() - started < within:
+            ready, _, _ = select.select([leader], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(leader, 65536)
+                except OSError:
+                    break
+                plain = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", screen)
+                if text.encode() in plain:
+                    return time.perf_counter() - started
+        raise BenchError(f"{text!r} was not drawn within {within:.0f} s")
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(leader, b"q")
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
 
 
 def import_time(runs: int = 5) -> list[float]:
@@ -325,11 +399,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p99, worst = percentile(lag, 99) * 1000, max(lag) * 1000
     say(f"  {'event loop lag (10 ms timer)':34} {p99:8.1f} ms p99,    {worst:8.1f} ms worst")
 
-    async def on_stack(stack: Stack) -> tuple[list[float], tuple[list[float], list[float]]]:
-        return await queue_latency(stack, args.holds), await cold_start(stack, args.starts)
+    async def on_stack(
+        stack: Stack,
+    ) -> tuple[list[float], tuple[list[float], list[float]], list[float]]:
+        return (
+            await queue_latency(stack, args.holds),
+            await cold_start(stack, args.starts),
+            await process_start(stack, args.starts),
+        )
 
     try:
-        latencies, (visible, verified) = on_dev_stack(
+        latencies, (visible, verified), processes = on_dev_stack(
             Path(args.home), args.keep, lambda stack: asyncio.run(on_stack(stack))
         )
     except BenchError as exc:
@@ -347,6 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     aim = "MET" if worst <= START_AIM_S else "NOT MET"
     say(f"aim: the request within {START_AIM_S:.0f} s of starting: {aim} (worst start + worst import: "
         f"{worst * 1000:.0f} ms; `pcigate token` in the command line comes on top)")  # fmt: skip
+    say(f"`pcigate approve` spawned on an 80x24 pty -> the row on its screen, {len(processes)} starts: "
+        f"{ms(processes)}")  # fmt: skip
+    aim = "MET" if statistics.median(processes) <= START_AIM_S else "NOT MET"
+    say(f"aim: the request within {START_AIM_S:.0f} s of `pcigate approve`: {aim} (median)")
     return 0
 
 

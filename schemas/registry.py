@@ -19,15 +19,14 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import cache, lru_cache
 from importlib import resources
-from typing import Any, Final
-
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
-from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any, Final
 
 from schemas.errors import EventInvalid, render_path, safe_name
 from schemas.ids import parse_utc
+
+if TYPE_CHECKING:  # jsonschema and referencing are imported on first use: most importers only parse
+    from jsonschema import ValidationError
+    from referencing import Registry
 
 __all__ = [
     "ENVELOPE",
@@ -77,6 +76,9 @@ def load_schema(name: str) -> dict[str, Any]:
 @cache
 def schema_registry() -> Registry[Any]:
     """A ``referencing`` registry of every schema file by ``$id``; nothing is ever fetched."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     resources_ = [
         (doc["$id"], Resource.from_contents(doc, default_specification=DRAFT202012))
         for doc in _documents().values()
@@ -124,6 +126,8 @@ def _pattern(
     validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and _compiled(pattern).search(instance) is None:
+        from jsonschema import ValidationError
+
         yield ValidationError("does not match the pattern")  # the library's own message quotes the value
 
 
@@ -137,25 +141,27 @@ def _is_number(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) or (isinstance(instance, float) and math.isfinite(instance))
 
 
-_FORMATS: Final = FormatChecker(formats=())
-
-
 def _is_date_time(instance: object) -> bool:
     if isinstance(instance, str):
         parse_utc(instance)
     return True
 
 
-_FORMATS.checks("date-time", raises=ValueError)(_is_date_time)
+@cache
+def _validator_parts() -> tuple[Any, Any]:
+    """The extended validator class and its format checker, built once on first use."""
+    from jsonschema import Draft202012Validator, FormatChecker, validators
 
-
-_Validator: Final[Any] = validators.extend(
-    Draft202012Validator,
-    validators={"pattern": _pattern},
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number}
-    ),
-)
+    formats = FormatChecker(formats=())
+    formats.checks("date-time", raises=ValueError)(_is_date_time)
+    extended = validators.extend(
+        Draft202012Validator,
+        validators={"pattern": _pattern},
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
+            {"integer": _is_integer, "number": _is_number}
+        ),
+    )
+    return extended, formats
 
 
 def _without_dialect(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +176,9 @@ def _validation_registry() -> Registry[Any]:
     declares ``$schema``, which would silently drop the extensions above for the envelope. Every file
     is 2020-12, so the dialect is given once, as the default, instead.
     """
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     resources_ = [
         (doc["$id"], Resource.from_contents(_without_dialect(doc), default_specification=DRAFT202012))
         for doc in _documents().values()
@@ -186,7 +195,8 @@ def validator(event_type: str) -> Any:
     :func:`validate`, whose reasons never do.
     """
     schema = _without_dialect(_document(event_type))
-    return _Validator(schema, registry=_validation_registry(), format_checker=_FORMATS)
+    extended, formats = _validator_parts()
+    return extended(schema, registry=_validation_registry(), format_checker=formats)
 
 
 # --- reasons without values ---------------------------------------------------------------------
@@ -234,6 +244,8 @@ def _phrase(error: ValidationError) -> tuple[list[str | int], str]:
 def _reason(errors: list[ValidationError]) -> str:
     # When the envelope fails, 2020-12 drops its annotations and unevaluatedProperties then reports
     # every envelope property as unexpected: report the real failure instead.
+    from jsonschema.exceptions import best_match
+
     specific = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
     error = best_match(specific)
     path, phrase = _phrase(error)

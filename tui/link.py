@@ -88,8 +88,6 @@ class ConsoleLink:
             async with ApprovalsClient(
                 self._servers, disconnected_cb=on_lost, closed_cb=on_lost, **self._options
             ) as client:
-                if self._on_event is not None:
-                    await self._follow(client)
                 ready = asyncio.Event()
                 pump = asyncio.ensure_future(self._pump(client, ready))
                 waiting = asyncio.ensure_future(lost.wait())
@@ -100,6 +98,8 @@ class ConsoleLink:
                         self._client = client
                         self.connected = True
                         self._on_state(True, "connected")
+                        if self._on_event is not None:  # after the queue: its backlog would delay the queue
+                            await self._follow(client)
                         await asyncio.wait((pump, waiting), return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for task in (pump, waiting, started):
