@@ -24,7 +24,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pcigate.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_for
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from pcigate.approvals_client import ApprovalsClient, Listed
     from pcigate.config import Config
+    from tui.ledger_source import LedgerSource
 
 CLIENT_APP = "pcigate-cli"
 CONSOLE_APP = "pcigate-approve"
@@ -132,14 +133,12 @@ def cmd_console(args: argparse.Namespace) -> int:
         return code
     from tui.app import ApproverApp
 
-    ledger, problem = _ledger_source(config)
     ApproverApp(
         nats_servers(config),
         token,
         nats_options=nats_connect_options(config),
-        ledger=ledger,
+        open_ledger=lambda: _ledger_source(config),  # once the queue is drawn: the reader's imports cost
         ledger_origin=config.ledger.origin,
-        ledger_problem=problem,
         sensitive=_sensitive(config),
     ).run()
     return EXIT_OK
@@ -157,12 +156,12 @@ def _sensitive(config: Config) -> Callable[[str, str], bool]:
     return check
 
 
-def _ledger_source(config: Config) -> tuple[Any, str | None]:
+def _ledger_source(config: Config) -> tuple[LedgerSource | None, str | None]:
     """The ledger panel's reader, or why there is none (the console works without it)."""
     from evidence.checkpoint import NoteError
     from pcigate.cli_ledger import _log_keys, _reader_actor
     from pcigate.config import ConfigError, resolve_secret
-    from tui.ledger import LedgerSource
+    from tui.ledger_source import LedgerSource
 
     try:
         dsn = resolve_secret(config.ledger.dsn, key="ledger.dsn")

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from evidence.api import MAX_LIMIT
 from pcigate.replay import Attested, ChunkProblemError
 from schemas.recording import subject
 
@@ -27,6 +26,9 @@ __all__ = ["STREAM", "SessionRow", "attested_chunks", "list_sessions", "stored_c
 STREAM: Final = "PCIGATE_RECORDINGS"
 SESSION_TYPES: Final = ("session.opened", "session.closed", "recording.chunk")
 FETCH_TIMEOUT_S: Final = 5.0
+# evidence.api.MAX_LIMIT, the most one ledger read returns (a test keeps them equal): not imported, so the
+# console and `pcigate replay` start without loading the ledger reader until they read.
+PAGE: Final = 10_000
 
 
 @dataclass(slots=True)
@@ -58,7 +60,7 @@ async def list_sessions(
     rows: dict[str, SessionRow] = {}
     after: int | None = None
     while True:
-        page = await reader.events(types=SESSION_TYPES, since=since, after_index=after, limit=MAX_LIMIT)
+        page = await reader.events(types=SESSION_TYPES, since=since, after_index=after, limit=PAGE)
         for record in page:
             event = record.event
             if event is None or record.session_id is None:
@@ -90,7 +92,7 @@ async def attested_chunks(reader: LedgerReader, session_id: str) -> list[Atteste
     after: int | None = None
     while True:
         page = await reader.events(
-            types=("recording.chunk",), session_id=session_id, after_index=after, limit=MAX_LIMIT
+            types=("recording.chunk",), session_id=session_id, after_index=after, limit=PAGE
         )
         for record in page:
             data = (record.event or {}).get("data") or {}

@@ -18,7 +18,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -27,15 +27,21 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent, TabPane
 
 from pcigate.approvals_client import ApprovalsError
-from pcigate.recordings import SessionRow
 from pcigate.replay import ChunkProblemError
 from schemas.approvals import Request, WhoAmIReply
 from tui.activity import Activity, Line, summarize
-from tui.ledger import LedgerSource, LedgerStatus, render
+from tui.ledger import LedgerStatus, render
 from tui.link import ConsoleLink
 from tui.queue import HEADING, Queue, entry, one_line, requester_label
 from tui.screens import DecisionScreen, DetailScreen, HelpScreen, ReplayScreen
 from tui.sessions import MOST, NOT_FINAL, SINCE, Replayed, heading, play, session_entry
+
+if TYPE_CHECKING:
+    from pcigate.recordings import SessionRow
+    from tui.ledger_source import LedgerSource
+
+OpenLedger = Callable[[], "tuple[LedgerSource | None, str | None]"]
+"""Opens the ledger reader, or says why there is none: called once the queue is drawn (its imports cost)."""
 
 __all__ = ["ApproverApp"]
 
@@ -110,6 +116,7 @@ class ApproverApp(App[None]):
         *,
         nats_options: dict[str, Any] | None = None,
         ledger: LedgerSource | None = None,
+        open_ledger: OpenLedger | None = None,
         ledger_origin: str = "",
         ledger_problem: str | None = None,
         sensitive: Callable[[str, str], bool] | None = None,
@@ -127,6 +134,9 @@ class ApproverApp(App[None]):
         self._sessions_read_at: datetime | None = None
         self._ledger_origin = ledger_origin
         self._ledger_problem = ledger_problem
+        self._open_ledger = open_ledger
+        if open_ledger is not None and ledger is None:
+            self._ledger_problem = "opening the ledger reader…"
         self._sensitive = sensitive or (lambda _connection, _column: False)
         self._connect = connect  # False: fed by hand (snapshots), no NATS
         self.identity: WhoAmIReply | None = None
@@ -195,6 +205,30 @@ class ApproverApp(App[None]):
             self.run_worker(self.link.run(), name="link", exclusive=True)
         self.set_interval(1.0, self._tick)
         self.set_interval(0.25, self._flush_activity)
+        self.set_timer(1.0, self._ledger_opened)  # at the latest; once connected, after the queue is drawn
+
+    def _ledger_opened(self) -> None:
+        """Open the ledger reader (once): after the queue, so a held request is on screen first."""
+        open_ledger, self._open_ledger = self._open_ledger, None
+        if open_ledger is None or not self.is_running:
+            return
+        self.ledger, self._ledger_problem = open_ledger()
+        self._read_as_approver()
+        self._ledger_panel.update(self._ledger_text())
+        self._sessions_status.update(self._sessions_text())
+
+    def _read_as_approver(self) -> None:
+        """Ledger reads are recorded as the verified approver, once both are known."""
+        reply = self.identity
+        if self.ledger is not None and reply is not None and reply.sub and reply.iss:
+            self.ledger.actor = dataclasses.replace(
+                self.ledger.actor,
+                sub=reply.sub,
+                iss=reply.iss,
+                name=reply.name,
+                kind=reply.kind or "human",
+                groups=reply.groups,
+            )
 
     def _table(self) -> DataTable[str | Text]:
         return self._queue_table
@@ -210,6 +244,8 @@ class ApproverApp(App[None]):
         if up:
             self._whoami_wait = self._whoami_every  # a new connection: start the backoff again
             self._check_token()
+            if self._open_ledger is not None:
+                self.call_after_refresh(self._ledger_opened)
 
     def _check_token(self) -> None:
         if self.identity is None and self._token:
@@ -230,15 +266,7 @@ class ApproverApp(App[None]):
         else:
             if reply.refused is None:
                 self.identity, self._identity_problem = reply, None
-                if self.ledger is not None and reply.sub and reply.iss:  # reads are recorded as this person
-                    self.ledger.actor = dataclasses.replace(
-                        self.ledger.actor,
-                        sub=reply.sub,
-                        iss=reply.iss,
-                        name=reply.name,
-                        kind=reply.kind or "human",
-                        groups=reply.groups,
-                    )
+                self._read_as_approver()
             else:
                 self._identity_problem = f"{reply.message}: watching only"
         self._header.update(self._identity_line())

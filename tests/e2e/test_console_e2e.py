@@ -312,13 +312,16 @@ async def test_the_activity_tab_follows_the_audit_stream(gateway: GatewayEndpoin
 async def test_the_ledger_tab_verifies_the_latest_checkpoint(
     dev_stack: dict[str, Any], gateway: GatewayEndpoint
 ) -> None:
-    ledger, problem = _ledger_source(load_config(dev_stack["config"]))
-    assert ledger is not None, problem
-    app = ApproverApp(
-        [gateway.nats_url], approver(gateway), ledger=ledger, ledger_origin="pcigate.dev/ledger"
+    config = load_config(dev_stack["config"])
+    app = ApproverApp(  # as `pcigate approve` starts it: the ledger reader opened once the queue is drawn
+        [gateway.nats_url],
+        approver(gateway),
+        open_ledger=lambda: _ledger_source(config),
+        ledger_origin="pcigate.dev/ledger",
     )
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: app.identity is not None, what="a verified identity")
+        await until(lambda: app.ledger is not None, what="the ledger reader opened")
         await pilot.press("3")
         await until(lambda: app.ledger_status is not None, within=30, what="the ledger status")
         status = app.ledger_status

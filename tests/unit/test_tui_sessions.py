@@ -5,9 +5,12 @@ only when opened and on ``r``."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
-from pcigate.recordings import SessionRow
+from evidence.api import MAX_LIMIT
+from pcigate.recordings import PAGE, SessionRow
 from pcigate.replay import Attested
 from tests.unit.test_approvals_record import NOW
 from tests.unit.test_tui_snapshots import SIZE, FixedLedger, console, recording, sessions, sid
@@ -132,3 +135,19 @@ async def test_without_ledger_or_nats_the_console_says_so() -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ReplayScreen) and app._tabs.active == "sessions-pane"
+
+
+def test_recordings_read_a_page_as_large_as_the_ledger_allows() -> None:
+    assert PAGE == MAX_LIMIT
+
+
+def test_the_console_starts_without_the_ledger_reader() -> None:
+    """Importing the console loads neither evidence.api nor asyncpg: they come once the queue is drawn."""
+    probe = (
+        "import sys, tui.app; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('evidence', 'asyncpg')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout

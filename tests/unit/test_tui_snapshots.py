@@ -25,7 +25,8 @@ from tests.unit.test_approvals_record import ISS, NOW, STATEMENT, request
 from tests.unit.test_tui_activity import envelope
 from tui.activity import Line, summarize
 from tui.app import ApproverApp
-from tui.ledger import LedgerSource, LedgerStatus
+from tui.ledger import LedgerStatus
+from tui.ledger_source import LedgerSource
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots" / "console"
 SIZE = (80, 24)
