@@ -91,16 +91,23 @@ class TimedConsole(ApproverApp):
             self.verified_at = time.time()
 
 
-async def queue_latency(stack: Stack, holds: int) -> list[float]:
-    status = stack.status
-    host, port = status["gateway"]["postgres"].rsplit(":", 1)
-    requester = "bench-console-requester@example.com"
+async def _requester_and_approver(stack: Stack, requester: str) -> tuple[asyncpg.Connection, str]:
+    """A connection of ``requester`` (payments-admins: its writes to cards are held) through the stack's
+    gateway, and an approver's token."""
+    host, port = stack.status["gateway"]["postgres"].rsplit(":", 1)
     conn = await asyncpg.connect(host=host, port=int(port), user=requester, database=DATABASE, ssl=False,
                                  password=dev_token(stack.home, requester, "--groups", "payments-admins",
                                                     "--ttl", "2h"))  # fmt: skip
     approver = dev_token(
         stack.home, "bench-console-approver@example.com", "--groups", "approvers", "--ttl", "2h"
     )
+    return conn, approver
+
+
+async def queue_latency(stack: Stack, holds: int) -> list[float]:
+    status = stack.status
+    requester = "bench-console-requester@example.com"
+    conn, approver = await _requester_and_approver(stack, requester)
     app = TimedConsole([status["nats"]], approver)
     latencies: list[float] = []
     seen: set[str] = set()
@@ -126,14 +133,8 @@ async def queue_latency(stack: Stack, holds: int) -> list[float]:
 async def cold_start(stack: Stack, starts: int) -> tuple[list[float], list[float]]:
     """Seconds from creating a console to a held request's row in its table, and to its token verified."""
     status = stack.status
-    host, port = status["gateway"]["postgres"].rsplit(":", 1)
     requester = "bench-console-cold@example.com"
-    conn = await asyncpg.connect(host=host, port=int(port), user=requester, database=DATABASE, ssl=False,
-                                 password=dev_token(stack.home, requester, "--groups", "payments-admins",
-                                                    "--ttl", "2h"))  # fmt: skip
-    approver = dev_token(
-        stack.home, "bench-console-approver@example.com", "--groups", "approvers", "--ttl", "2h"
-    )
+    conn, approver = await _requester_and_approver(stack, requester)
     visible: list[float] = []
     verified: list[float] = []
     try:
@@ -168,14 +169,8 @@ async def process_start(stack: Stack, starts: int) -> list[float]:
     to the held request's requester on its screen: Python's start, the CLI, the config, the imports, the
     NATS connect, the bucket and the first drawing, as a person starting the console sees it."""
     status = stack.status
-    host, port = status["gateway"]["postgres"].rsplit(":", 1)
     requester = "bench-console-pty@example.com"
-    conn = await asyncpg.connect(host=host, port=int(port), user=requester, database=DATABASE, ssl=False,
-                                 password=dev_token(stack.home, requester, "--groups", "payments-admins",
-                                                    "--ttl", "2h"))  # fmt: skip
-    approver = dev_token(
-        stack.home, "bench-console-approver@example.com", "--groups", "approvers", "--ttl", "2h"
-    )
+    conn, approver = await _requester_and_approver(stack, requester)
     pcigate = str(Path(sys.executable).with_name("pcigate"))
     shown: list[float] = []
     try:

@@ -266,6 +266,13 @@ def private_gateway(
     """A gateway of its own (same PostgreSQL and NATS as the dev stack, its own port and spool) whose
     default policy has ``rules`` after the dev stack's, and whose connection has ``connection``'s keys."""
     path, port = private_config(dev_config, tmp, rules=rules, connection=connection)
+    with _running(path, port, base) as gw:
+        yield gw
+
+
+@contextlib.contextmanager
+def _running(path: Path, port: int, base: GatewayEndpoint) -> Iterator[GatewayEndpoint]:
+    """``pcigate gateway --config path`` listening on ``port`` until the block ends (then stopped)."""
     proc = start_gateway(path, "127.0.0.1", port)
     try:
         yield GatewayEndpoint("127.0.0.1", port, "payments", base.layout, base.nats_url)
@@ -297,13 +304,5 @@ def private_policy_gateway(
     default["rules"] = [*before, *default["rules"]]
     default.update(policy or {})
     path.write_text(yaml.safe_dump(config))
-    proc = start_gateway(path, "127.0.0.1", port)
-    try:
-        yield GatewayEndpoint("127.0.0.1", port, "payments", base.layout, base.nats_url), path
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+    with _running(path, port, base) as gw:
+        yield gw, path

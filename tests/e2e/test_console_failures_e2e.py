@@ -31,23 +31,14 @@ from schemas.approvals import (
     decide_subject,
 )
 from tests.e2e.test_console_e2e import SIZE, _reachable, nats_server, until
-from tests.unit.test_approvals_record import ISS, request
+from tests.unit.test_approvals_record import request
+from tests.unit.test_tui_snapshots import BOB
 from tui.app import ApproverApp
 from tui.screens import MAX_REASON, DecisionScreen, ReasonInput
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "a-token-the-stand-in-gateway-accepts"
-BOB = WhoAmIReply(
-    refused=None,
-    message="signed in as bob",
-    sub="bob@example.com",
-    iss=ISS,
-    name="Bob",
-    kind="human",
-    groups=("approvers",),
-    approver_groups=("approvers",),
-)
 REFUSED = WhoAmIReply(refused="invalid_token", message="the token's signature does not verify")
 
 
