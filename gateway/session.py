@@ -49,7 +49,7 @@ from gateway.policy.fastpath import call_text
 from gateway.recording import SessionRecorder
 from gateway.result_limits import Breach, ResultBudget
 from gateway.spool_waits import SpoolUnavailable
-from gateway.sqltext import audit_text, split_statements
+from gateway.sqltext import audit_text, named_statement, split_statements
 from gateway.upstream import UpstreamConnection, UpstreamError, cancel_upstream, connect_upstream
 from schemas.ids import format_utc, new_event_id
 from schemas.models import (
@@ -114,7 +114,10 @@ _E = m.ERROR_RESPONSE
 _T = m.ROW_DESCRIPTION
 
 REFUSED_QUERY: Final = m.query("pcigate statement refused")  # fails with 42601 and runs nothing
-REFUSED_PORTAL: Final = "pcigate\x1frefused"  # no client can name a portal like this
+RESERVED: Final = (
+    "pcigate\x1f"  # statement and portal names the gateway keeps for itself (clients' are refused)
+)
+REFUSED_PORTAL: Final = RESERVED + "refused"  # never bound: Execute or Bind naming it fails upstream
 
 
 class SessionEnd(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -233,6 +236,7 @@ class PgSession:
         # After an error in the extended protocol the server ignores every message up to the next Sync;
         # true while that applies to messages the client has not sent yet when the error arrived.
         self._skipping = False
+        self._refused_portals: set[str] = set()  # portals whose Bind we refused, until the next Sync
         self._last_seq = 0  # this session's newest audit record
         self._held_up: bytes | bytearray | None = None
         self._client_backlog: list[bytes] = []
@@ -663,6 +667,9 @@ class PgSession:
             replacement: bytes | None = None
             if self._skipping and typ not in _NOT_SKIPPED:
                 self._skipped(typ, buf, s, e)
+                # The server would ignore it (it skips to Sync): not sent at all, so that if the skip was
+                # ours and the server is not skipping after all, nothing unjudged runs.
+                parts, last = _splice(parts, buf, last, s, e, b"")
                 continue
             if waits and typ in _JUDGED:
                 wait = self._wait_before(typ, buf, s, e)
@@ -691,13 +698,16 @@ class PgSession:
                 replacement = self._on_parse(buf, s, e)
             elif typ == m.SYNC:
                 self._skipping = False
+                self._refused_portals.clear()
                 expect.append(Expect(K_SYNC))
             elif typ == m.DESCRIBE:
                 kind, name = m.parse_describe(m.message_body(buf, s, e))
+                _client_name(name)
                 target = self._prepared.get(name) if kind == "S" else self._portals.get(name)
                 expect.append(Expect(K_DESCRIBE, described=target))
             elif typ == m.CLOSE:
                 kind, name = m.parse_close(m.message_body(buf, s, e))
+                _client_name(name)
                 if kind == "S":
                     self._prepared.pop(name, None)
                 else:
@@ -874,7 +884,8 @@ class PgSession:
             texts = split_statements(m.parse_query(body), standard_conforming_strings=self._scs)
             todo = [(text, None, "simple") for text in texts]
         elif typ == m.EXECUTE:
-            portal = self._portals.get(m.parse_execute(body).portal)
+            name = m.parse_execute(body).portal
+            portal = self._portals.get(name) if name not in self._refused_portals else None
             if portal is not None:
                 todo = [(portal.text, portal, "extended")]
         elif typ == m.FUNCTION_CALL:
@@ -896,6 +907,7 @@ class PgSession:
 
     def _on_parse(self, buf: bytes, s: int, e: int) -> bytes | None:
         msg = m.parse_parse(m.message_body(buf, s, e))
+        _client_name(msg.name)
         if len(msg.query) > self._max_stmt:
             # The Parse fails upstream the same way a too-long statement would fail there.
             self._expect.append(
@@ -931,33 +943,49 @@ class PgSession:
 
     def _on_bind(self, buf: bytes, s: int, e: int) -> bytes | None:
         msg = m.parse_bind(m.message_body(buf, s, e))
-        prepared = self._prepared.get(msg.statement)
-        if prepared is not None:
-            params = msg.params or None
-            if self.hooks.wants_binds:
-                pending = PendingStatement(
-                    prepared.text,
-                    params,
-                    msg.param_formats,
-                    prepared.oids or (),
-                    "extended",
-                    self._scs_settled(),
-                )
-                verdict = self.hooks.bind(pending)
-                if verdict.action != "allow":
-                    return self._refuse_bind(msg, prepared, verdict)
-            self._portals[msg.portal] = Portal(
+        _client_name(msg.portal)
+        prepared = self._prepared.get(_client_name(msg.statement))
+        if prepared is None:
+            # Unknown here: never prepared, or prepared by SQL PREPARE (whose text this session cannot
+            # bind to what runs). Refused, so nothing runs unjudged; the server would say 26000 too.
+            self._refused_portals.add(msg.portal)
+            self._expect.append(
+                Expect(K_BIND, refused=fatal_free("26000", *_unknown_statement(msg.statement)))
+            )
+            self._skipping = True
+            return m.bind(REFUSED_PORTAL, REFUSED_PORTAL, [])
+        params = msg.params or None
+        if self.hooks.wants_binds:
+            pending = PendingStatement(
                 prepared.text,
                 params,
                 msg.param_formats,
-                prepared.oids,
-                prepared,
-                msg.result_formats,
-                judged=self.hooks.wants_waits,
+                prepared.oids or (),
+                "extended",
+                self._scs_settled(),
             )
-        # An unknown statement name fails upstream (26000); nothing of ours to track.
+            verdict = self.hooks.bind(pending)
+            if verdict.action != "allow":
+                return self._refuse_bind(msg, prepared, verdict)
+        self._portals[msg.portal] = Portal(
+            prepared.text,
+            params,
+            msg.param_formats,
+            prepared.oids,
+            prepared,
+            msg.result_formats,
+            judged=self.hooks.wants_waits,
+        )
         self._expect.append(Expect(K_BIND))
         return None
+
+    def _forget_statement(self, name: str | None) -> None:
+        """SQL and the extended protocol share the names of prepared statements: once SQL frees or creates
+        one, what this session kept under that name may not be what runs, so a Bind of it is refused."""
+        if name == "*":
+            self._prepared.clear()
+        elif name is not None:
+            self._prepared.pop(name, None)
 
     def _refuse_bind(self, msg: m.BindMsg, prepared: Prepared, verdict: Verdict) -> bytes:
         """A statement refused at its Bind (a person did not approve it): recorded like any refusal, and
@@ -975,17 +1003,23 @@ class PgSession:
             refusal = fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
         else:
             refusal = _blocked(verdict)
-        # The portals stay as they were: a Bind that fails upstream (as this one will) changes none.
+        # The portals stay as they were: a Bind that fails upstream (as this one will) changes none. Its
+        # Execute (skipped) is not recorded again: the refusal was.
+        self._refused_portals.add(msg.portal)
         self._expect.append(Expect(K_BIND, refused=refusal))
         self._skipping = True
         return m.bind(REFUSED_PORTAL, REFUSED_PORTAL, [])
 
     def _on_execute(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
         msg = m.parse_execute(m.message_body(buf, s, e))
-        portal = self._portals.get(msg.portal)
+        portal = self._portals.get(_client_name(msg.portal))
         if portal is None:
-            self._expect.append(Expect(K_EXECUTE))  # fails upstream with 34000; we only track it
-            return None, 0, False
+            # Unknown here: never bound, or a cursor opened by SQL DECLARE (read it with FETCH, which is
+            # judged and audited). Refused, so nothing runs unjudged; the server would say 34000 too.
+            message = f"pcigate: portal {msg.portal!r} is not known to the gateway, so it was not executed"
+            hint = "bind it with a Bind message on this connection; read a cursor declared in SQL with FETCH"
+            self._expect.append(Expect(K_EXECUTE, refused=fatal_free("34000", message, hint)))
+            return m.execute(REFUSED_PORTAL), 0, False
         try:
             running, verdict, seq = self._begin(
                 portal.text, portal.params, portal.formats, "extended", portal.oids
@@ -1026,6 +1060,8 @@ class PgSession:
     ) -> tuple[Running | None, Verdict, int]:
         """Hooks, then the intent record; raises SpoolUnavailable when the record cannot be made."""
         sa = audit.statement_audit(text)
+        if sa.info.first_keyword in _NAMING:  # DEALLOCATE, PREPARE, DISCARD: forget what the name held
+            self._forget_statement(named_statement(text))
         self._sequence += 1
         view = StatementView(self._sequence, text, sa.info, params, formats, protocol)  # type: ignore[arg-type]
         view.scs_on = self._scs_settled()
@@ -1707,6 +1743,7 @@ _S: Final = m.PARAMETER_STATUS
 _RUNS: Final = frozenset({K_QUERY, K_EXECUTE, K_FUNC})
 # The messages a hook may hold: a Query or an Execute runs statements; a Bind plans one (with its parameters)
 _JUDGED: Final = frozenset({m.QUERY, m.BIND, m.EXECUTE})
+_NAMING: Final = frozenset({"deallocate", "prepare", "discard"})  # SQL that frees or creates statement names
 _POP_ONE: Final = frozenset({m.PARSE_COMPLETE, m.BIND_COMPLETE, m.CLOSE_COMPLETE, m.NO_DATA})
 # Server messages a hook may rewrite (they can carry values) or must see (COPY begins and ends).
 _HOOKED_SERVER: Final = frozenset(
@@ -1779,6 +1816,23 @@ def _joined(
 def fatal_free(sqlstate: str, message: str, hint: str | None = None) -> bytes:
     """A non-fatal ErrorResponse: the statement fails, the session goes on."""
     return m.error_response("ERROR", sqlstate, message, hint=hint)
+
+
+def _client_name(name: str) -> str:
+    """A statement or portal name from the client; the gateway's own names are refused (ends the session)."""
+    if name.startswith(RESERVED):
+        raise m.ProtocolError(
+            "statement and portal names starting with 'pcigate\\x1f' are reserved by the gateway"
+        )
+    return name
+
+
+def _unknown_statement(name: str) -> tuple[str, str]:
+    return (
+        f"pcigate: prepared statement {name!r} is not known to the gateway, so it was not bound",
+        "prepare it with a Parse message on this connection (a statement prepared with SQL PREPARE runs "
+        "through SQL EXECUTE, and DEALLOCATE or DISCARD ALL forget a name)",
+    )
 
 
 def _function_text(body: bytes | memoryview) -> str:

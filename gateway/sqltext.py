@@ -1213,3 +1213,39 @@ def clear_cache() -> None:
     _analyze_cached.cache_clear()
     _analyze_cached_scs.cache_clear()
     _analyze_cached_big.cache_clear()
+
+
+def named_statement(sql: str) -> str | None:
+    """The prepared-statement name a SQL ``DEALLOCATE [PREPARE] name`` frees or a SQL ``PREPARE name``
+    creates, as the protocol names it (folded like an identifier); ``"*"`` for ``DEALLOCATE ALL`` and
+    ``DISCARD ALL``; None for any other statement. The session forgets what it knew under that name: SQL
+    and the extended protocol share one namespace, so the text it kept may no longer be the one that runs."""
+    toks = _tokens(normalize(sql))
+    k = 0
+    while k < len(toks) and toks[k][0] == "(":
+        k += 1
+    first = _word(toks, k)
+    if first == "discard":
+        return "*" if _word(toks, k + 1) == "all" else None
+    if first == "prepare":
+        if _word(toks, k + 1) == "transaction":
+            return None
+        k += 1
+    elif first == "deallocate":
+        k += 1
+        if _word(toks, k) == "prepare":
+            k += 1
+        if _word(toks, k) == "all":
+            return "*"
+    else:
+        return None
+    if k >= len(toks):
+        return None
+    kind, value = toks[k]
+    if kind == "w":
+        return value
+    if kind == "q" and value.startswith('"'):
+        return value[1:-1].replace('""', '"')
+    if kind == "q":
+        return value
+    return None
