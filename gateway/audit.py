@@ -360,7 +360,7 @@ class SessionAudit:
             target=self.target,
             session_id=self.session_id,
             outcome=outcome,
-            policy=Policy(version=self._policy_version, rule=None),
+            policy=Policy(version=self._policy_version, rule=None) if self._policy_version else None,
             pci=pci_requirements("session.closed"),
             data=data,
         )
@@ -400,7 +400,7 @@ def auth_failed_event(
         target=target,
         session_id=None,
         outcome=Outcome(result="failure", code=sqlstate, message=message),
-        policy=Policy(version=policy_version, rule=None),
+        policy=Policy(version=policy_version, rule=None) if policy_version else None,
         pci=pci_requirements("auth.failed"),
         data=data,
     )

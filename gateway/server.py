@@ -226,15 +226,15 @@ class Gateway:
             grace = self.config.gateway.shutdown_grace.total_seconds()
         if self.approvals is not None:
             await self.approvals.stop()  # held statements are withdrawn and refused; nothing new is held
+        for ctx in self.contexts:
+            if ctx.access is not None:
+                ctx.access.close()  # grants end now, recorded, and their sessions with them
         if self.sessions:
             _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        for ctx in self.contexts:
-            if ctx.access is not None:
-                ctx.access.close()
         for catalog in self.catalogs:
             await catalog.stop()
         if self.spool is not None:

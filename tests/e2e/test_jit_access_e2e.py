@@ -144,12 +144,20 @@ def test_a_gateway_that_stops_ends_its_grants_on_the_record(
         waiting = in_thread(lambda: connect(gw, token))
         (request,) = pending_requests(gw, erin)
         decide(gw, request, approver(gw))
-        with waiting.result(timeout=30) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn = waiting.result(timeout=30)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
         (granted,) = events(gw, "access.granted", erin)
         started = time.monotonic()
-    # the gateway has stopped (SIGTERM) well inside the grant's minute
-    assert time.monotonic() - started < 30
+    # the gateway has stopped (SIGTERM) well inside the grant's minute, with the session in the grant open
+    try:
+        assert time.monotonic() - started < 30
+        with pytest.raises(psycopg.OperationalError) as ended:
+            conn.execute("SELECT 1")
+        assert "the gateway is stopping; your just-in-time access to connection payments ended" in str(
+            ended.value
+        )
+    finally:
+        conn.close()
     (revoked,) = events(gw, "access.revoked", erin)
-    assert revoked["data"]["reason"] == "termination"
+    assert revoked["data"]["reason"] == "termination" and revoked["data"]["sessions_terminated"] == 1
     assert revoked["data"]["grant_id"] == granted["data"]["grant_id"]
