@@ -286,6 +286,8 @@ class MaskingHook(Hook):
         if mtype == m.NOTIFICATION_RESPONSE:
             return self._mask_blob(stmt, body, "notice")
         if mtype == m.FUNCTION_CALL_RESPONSE:
+            if stmt is not None and (stmt.notes.get(MASK_ALL) is True or _column_overrides(stmt)):
+                return self._hide_result(stmt, body)
             return self._mask_blob(stmt, body, "result_set")
         return None
 
@@ -308,6 +310,17 @@ class MaskingHook(Hook):
         surface = "error_message" if mtype == m.ERROR_RESPONSE else "notice"
         self._report_now(stmt, surface, masked)
         return masked.data
+
+    def _hide_result(self, stmt: StatementView, body: bytes) -> bytes | None:
+        """A fast-path call a mask rule matched (``loread`` of a large object): its result has no columns
+        to pick from, so all of it is hidden, keeping its length."""
+        length = int.from_bytes(body[:4], "big", signed=True)
+        if length <= 0:
+            return None
+        tally = Tally()
+        tally.add(None, "custom_rule", "redact")
+        self._emit_applied(stmt, "result_set", tally)
+        return body[:4] + b"*" * length
 
     def _mask_blob(self, stmt: StatementView | None, body: bytes, surface: str) -> bytes | None:
         if not has_candidate(body):

@@ -4,7 +4,8 @@ A FunctionCall has no SQL text: it names its function by OID only. libpq sends t
 interface (``lo_open``, ``loread``, ``lowrite``, ...: psql's ``\\lo_import`` and ``\\lo_export``), and those
 built-in functions keep the OIDs PostgreSQL's catalog gives them (``pg_proc.dat``; an integration test checks
 them against the server). They are judged by name, as calls of class ``function_call`` (and ``write`` for
-those that change a large object), so ``functions:`` rules and ``dangerous_function`` apply to them.
+those that change a large object, ``read`` for ``loread``), so ``functions:`` rules and
+``dangerous_function`` apply to them.
 
 Any other OID is opaque: the gateway does not resolve it, and guessing would let ``set_config`` or
 ``pg_read_file`` through a rule written against its name. A FunctionCall cannot wait for a person, so
@@ -23,7 +24,7 @@ __all__ = ["LARGE_OBJECT_FUNCTIONS", "call_text", "fast_path_facts"]
 _PREFIX: Final = "/* fast-path function call */ SELECT "
 
 # OID -> (name, changes a large object or a server file). libpq's large-object interface, and the
-# server-side lo_import / lo_export a client could also reach this way.
+# server-side lo_import / lo_export a client could also reach this way. ``loread`` is also a ``read``.
 LARGE_OBJECT_FUNCTIONS: Final[dict[int, tuple[str, bool]]] = {
     715: ("lo_create", True),
     764: ("lo_import", True),
@@ -43,6 +44,7 @@ LARGE_OBJECT_FUNCTIONS: Final[dict[int, tuple[str, bool]]] = {
     3172: ("lo_truncate64", True),
 }
 _DANGEROUS: Final = frozenset({"lo_import", "lo_export"})
+_READS: Final = frozenset({"loread"})  # returns a large object's content, as a query would
 _OPAQUE: Final = (
     "a fast-path function call names its function by OID only, and the gateway judges that way only "
     "libpq's large-object functions; call the function in a query instead"
@@ -61,6 +63,8 @@ def _facts(name: str, writes: bool) -> Facts:
     classes: set[StatementClass] = {"function_call"}
     if writes:
         classes.add("write")
+    if name in _READS:
+        classes.add("read")
     conditions: frozenset[Condition] = frozenset()
     if name in _DANGEROUS:
         conditions = frozenset({"dangerous_function"})

@@ -22,7 +22,7 @@ FIELDS = [FieldDesc("brand"), FieldDesc("card_id", type_oid=20), FieldDesc("pan"
 ROW: list[bytes | None] = [b"visa", b"42", b"4111111111111111", b"123"]
 
 
-def hook() -> MaskingHook:
+def hook(emitted: list[object] | None = None) -> MaskingHook:
     identity = VerifiedIdentity(
         sub="agent-1",
         iss="https://issuer.example",
@@ -34,7 +34,16 @@ def hook() -> MaskingHook:
         expires_at=datetime(2030, 1, 1, tzinfo=UTC),
         amr=(),
     )
-    info = SessionInfo("s1", identity, "payments", "payments", "pcigate_ro", "127.0.0.1", 5000, None, False)
+
+    def emit(event: type[object], data: object, *, rule: str | None = None, pci: object = ()) -> str:
+        if emitted is None:
+            raise RuntimeError("no events expected")
+        emitted.append(data)
+        return "event-id"
+
+    info = SessionInfo(
+        "s1", identity, "payments", "payments", "pcigate_ro", "127.0.0.1", 5000, None, False, emit=emit
+    )
     return MaskingHook(MaskingPolicy(MaskingProfile()), info)
 
 
@@ -77,3 +86,20 @@ def test_a_mask_rules_columns_hide_more_and_never_less() -> None:
         b"411111******1111",
         None,
     ]
+
+
+def test_a_fast_path_result_a_mask_rule_matched_is_hidden_whole() -> None:
+    emitted: list[object] = []
+    h = hook(emitted)
+    text = "/* fast-path function call */ SELECT pg_catalog.loread()"
+    content = b"quarterly figures, no card data"
+    body = len(content).to_bytes(4, "big") + content
+    plain = StatementView(1, text, analyze(text), None, [], "function")
+    assert h.server_message(plain, m.FUNCTION_CALL_RESPONSE, body) is None  # nothing card-like: as it was
+    for note, value in ((MASK_ALL, True), (MASK_COLUMNS, (ColumnRules([]).action,))):
+        stmt = StatementView(2, text, analyze(text), None, [], "function")
+        stmt.notes[note] = value
+        assert h.server_message(stmt, m.FUNCTION_CALL_RESPONSE, body) == body[:4] + b"*" * len(content)
+    assert len(emitted) == 2  # a masking.applied for each (detector custom_rule)
+    null = (-1).to_bytes(4, "big", signed=True)
+    assert h.server_message(stmt, m.FUNCTION_CALL_RESPONSE, null) is None

@@ -22,6 +22,7 @@ def test_a_large_object_call_is_a_function_call_of_that_name() -> None:
     write = fast_path_facts(call_text(955))
     assert write.classes == {"function_call", "write"} and write.functions == {"pg_catalog.lowrite"}
     assert "lowrite" in call_text(955) and "955" not in call_text(955)
+    assert fast_path_facts(call_text(954)).classes == {"function_call", "read"}  # loread
 
 
 @pytest.mark.parametrize("oid", [764, 765, 767])
@@ -47,6 +48,8 @@ def test_rules_on_names_and_classes_apply_to_fast_path_calls() -> None:
     writes = engine([rule("read-only", statements=["write"])])
     assert decide(writes, fast_path_facts(call_text(955))).rule == "read-only"
     assert decide(writes, fast_path_facts(call_text(954))).rule == "default"
+    reads = engine([rule("no-reads", statements=["read"])])
+    assert decide(reads, fast_path_facts(call_text(954))).rule == "no-reads"
     calls = engine([rule("no-calls", statements=["function_call"])])
     assert decide(calls, fast_path_facts(call_text(953))).rule == "no-calls"
 
