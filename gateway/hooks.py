@@ -145,8 +145,9 @@ ALLOW = Verdict("allow")
 MASK_ALL: Final = "mask_all"
 """``StatementView.notes`` key a policy sets (to True) when every value a statement returns must be hidden."""
 MASK_COLUMNS: Final = "mask_columns"
-"""``StatementView.notes`` key a policy sets to a tuple of column-name -> masking action functions (policy
-rules' ``mask.columns``): applied on top of the masking profile, the stricter action winning."""
+"""``StatementView.notes`` key a policy sets to a tuple of (rule name, column rules) pairs (policy rules'
+``mask.columns``): applied on top of the masking profile, by name and through lineage, the stricter
+action winning."""
 
 
 class RowHandler(Protocol):

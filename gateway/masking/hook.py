@@ -39,7 +39,7 @@ from gateway.masking.rows import ColumnMask, ResultPlan, Tally
 from gateway.masking.values import Action
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
-from pcigate.config import MaskingProfile
+from pcigate.config import ColumnRule, MaskingProfile
 from schemas.models import (
     FieldLocation,
     MaskingApplied,
@@ -96,6 +96,19 @@ class MaskingPolicy:
         self.lineage = StatementLineage(profile, lambda: catalog.current if catalog is not None else None)
         # the first matching column rule's action for a column name ("clear" when none matches)
         self.column_action = ColumnRules(profile.columns).action
+        self._overrides: dict[str, Override] = {}
+
+    def override(self, rule: str, columns: tuple[ColumnRule, ...]) -> Override:
+        """A mask rule's columns, compiled once: by name, and through lineage, so an alias or an expression
+        of a column the rule names is hidden like the column."""
+        found = self._overrides.get(rule)
+        if found is None:
+            catalog = self.catalog
+            lineage = StatementLineage(
+                MaskingProfile(columns=columns), lambda: catalog.current if catalog is not None else None
+            )
+            found = self._overrides[rule] = Override(ColumnRules(columns).action, lineage)
+        return found
 
     def real_name(self, f: FieldDesc) -> str | None:
         """The table column behind a result column, whatever the query renamed it to."""
@@ -108,6 +121,20 @@ class MaskingPolicy:
 
     def hooks(self, session: SessionInfo) -> list[Hook]:
         return [MaskingHook(self, session)]
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """One mask rule's ``mask.columns``: the action by column name, and the lineage that follows them."""
+
+    by_name: Callable[[str], Action]
+    lineage: StatementLineage
+
+    def actions_for(self, text: str, fields: Sequence[FieldDesc]) -> list[Action | None]:
+        view = self.lineage.analyze(text)
+        if view.lineage.uses is not None:  # FETCH or EXECUTE of something this lineage did not see declared
+            return ["full"] * len(fields)
+        return view.actions_for(fields)
 
 
 @dataclass
@@ -205,7 +232,8 @@ class MaskingHook(Hook):
         lineage = _lineage_of(stmt)
         by_lineage = lineage.actions_for(fields) if lineage is not None else [None] * len(fields)
         mask_all = stmt is not None and stmt.notes.get(MASK_ALL) is True
-        overrides = _column_overrides(stmt)
+        overrides = [policy.override(rule, columns) for rule, columns in _column_overrides(stmt)]
+        by_rules = [o.actions_for(stmt.text, fields) for o in overrides] if stmt is not None else []
         masks: list[ColumnMask] = []
         sad: dict[int, SadKind] = {}
         for i, f in enumerate(fields):
@@ -220,9 +248,11 @@ class MaskingHook(Hook):
             )
             if mask_all and _STRICTNESS[action] < _STRICTNESS["full"]:
                 action, detector = "full", "custom_rule"  # a policy rule with action: mask
-            for by_rule in overrides:  # a mask rule's own columns: only ever stricter
-                ruled = by_rule(f.name) if real is None else stricter(by_rule(f.name), by_rule(real))
-                if _STRICTNESS[ruled] > _STRICTNESS[action]:
+            for override, by_rule in zip(overrides, by_rules, strict=True):  # a mask rule's columns
+                named = override.by_name
+                ruled = named(f.name) if real is None else stricter(named(f.name), named(real))
+                ruled = stricter(ruled, by_rule[i] or "clear")
+                if _STRICTNESS[ruled] > _STRICTNESS[action]:  # only ever stricter than the profile
                     action, detector = ruled, "custom_rule"
             if action == "clear":
                 continue
@@ -438,11 +468,11 @@ class MaskingHook(Hook):
         )
 
 
-def _column_overrides(stmt: StatementView | None) -> tuple[Callable[[str], Action], ...]:
-    """The column rules of the policy's mask rules for this statement (MASK_COLUMNS), if any."""
+def _column_overrides(stmt: StatementView | None) -> tuple[tuple[str, tuple[ColumnRule, ...]], ...]:
+    """The policy's mask rules with columns for this statement (MASK_COLUMNS): (rule, columns) pairs."""
     if stmt is None:
         return ()
-    return cast("tuple[Callable[[str], Action], ...]", stmt.notes.get(MASK_COLUMNS, ()))
+    return cast("tuple[tuple[str, tuple[ColumnRule, ...]], ...]", stmt.notes.get(MASK_COLUMNS, ()))
 
 
 def _lineage_of(stmt: StatementView | None) -> LineageView | None:

@@ -22,7 +22,6 @@ from gateway.approvals.record import binding_of
 from gateway.approvals.service import ApprovalService, Outcome, Ticket
 from gateway.audit import statement_audit
 from gateway.hooks import MASK_ALL, MASK_COLUMNS, Hook, PendingStatement, SessionInfo, StatementView, Verdict
-from gateway.masking.lineage import ColumnRules
 from gateway.policy.engine import Decision, PolicyEngine, Requester
 from gateway.policy.facts import Facts, FactsCache
 from gateway.policy.fastpath import fast_path_facts
@@ -45,16 +44,13 @@ class PolicyRuntime:
         self.engine = PolicyEngine(policy, approvals)
         self.facts = FactsCache()
         self.approvals = service  # None: statements that need approval are refused
-        self._column_masks = {
-            r.name: ColumnRules(r.mask.columns).action for r in policy.rules if r.mask is not None
-        }
 
     def mask(self, stmt: StatementView, masks: Sequence[Rule]) -> None:
         """Notes for the masking hook: hide every value, or only what the rules' columns name."""
         if any(r.mask is None for r in masks):
             stmt.notes[MASK_ALL] = True
         else:
-            stmt.notes[MASK_COLUMNS] = tuple(self._column_masks[r.name] for r in masks)
+            stmt.notes[MASK_COLUMNS] = tuple((r.name, r.mask.columns) for r in masks if r.mask is not None)
 
     def hooks(self, session: SessionInfo) -> list[Hook]:
         return [PolicyHook(self, session)]

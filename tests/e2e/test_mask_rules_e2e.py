@@ -83,6 +83,9 @@ def test_an_agents_reads_get_the_rules_column_masks_with_psql_and_psycopg(
             "cards": [list(r) for r in conn.execute(CARDS, prepare=True).fetchall()],
         }
     simple = {"customers": psql_rows(gw, token, sub, CUSTOMERS), "cards": psql_rows(gw, token, sub, CARDS)}
+    # renamed or computed from a column the rule names: hidden like the column (lineage, not names)
+    for x, country in psql_rows(gw, token, sub, "SELECT lower(email) AS x, country FROM customers LIMIT 2"):
+        assert hidden(x) and country.isalpha()
     for rows in (extended, simple):
         assert len(rows["customers"]) == 3 and len(rows["cards"]) == 3
         for full_name, email, country in rows["customers"]:

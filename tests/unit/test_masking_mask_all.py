@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from gateway.hooks import MASK_ALL, MASK_COLUMNS, SessionInfo, StatementView
 from gateway.identity import VerifiedIdentity
 from gateway.masking.hook import MaskingHook, MaskingPolicy
-from gateway.masking.lineage import ColumnRules
 from gateway.pgwire import messages as m
 from gateway.pgwire.messages import FieldDesc
 from gateway.sqltext import analyze
@@ -53,7 +52,9 @@ def returned(mask_all: bool, *columns: dict[str, str]) -> list[bytes | None]:
     if mask_all:
         stmt.notes[MASK_ALL] = True
     if columns:
-        stmt.notes[MASK_COLUMNS] = tuple(ColumnRules([ColumnRule.model_validate(c)]).action for c in columns)
+        stmt.notes[MASK_COLUMNS] = tuple(
+            (f"rule-{i}", (ColumnRule.model_validate(c),)) for i, c in enumerate(columns)
+        )
     assert h.statement(stmt) is None
     handler = h.row_description(stmt, FIELDS)
     assert handler is not None
@@ -96,10 +97,26 @@ def test_a_fast_path_result_a_mask_rule_matched_is_hidden_whole() -> None:
     body = len(content).to_bytes(4, "big") + content
     plain = StatementView(1, text, analyze(text), None, [], "function")
     assert h.server_message(plain, m.FUNCTION_CALL_RESPONSE, body) is None  # nothing card-like: as it was
-    for note, value in ((MASK_ALL, True), (MASK_COLUMNS, (ColumnRules([]).action,))):
+    for note, value in ((MASK_ALL, True), (MASK_COLUMNS, (("rule", ()),))):
         stmt = StatementView(2, text, analyze(text), None, [], "function")
         stmt.notes[note] = value
         assert h.server_message(stmt, m.FUNCTION_CALL_RESPONSE, body) == body[:4] + b"*" * len(content)
     assert len(emitted) == 2  # a masking.applied for each (detector custom_rule)
     null = (-1).to_bytes(4, "big", signed=True)
     assert h.server_message(stmt, m.FUNCTION_CALL_RESPONSE, null) is None
+
+
+def test_a_mask_rules_columns_follow_aliases_and_expressions() -> None:
+    """Through lineage, as the profile's own columns: ``upper(brand) AS b`` is hidden like ``brand``."""
+    sql = "SELECT upper(brand) AS b, card_id AS n FROM cards"
+    h = hook()
+    stmt = StatementView(1, sql, analyze(sql), None, [], "simple")
+    stmt.notes[MASK_COLUMNS] = (("hide-brand", (ColumnRule(match="brand", action="full"),)),)
+    assert h.statement(stmt) is None
+    handler = h.row_description(stmt, [FieldDesc("b"), FieldDesc("n", type_oid=20)])
+    assert handler is not None
+    buf, spans = frames([m.data_row([b"VISA", b"42"])])
+    out = handler.data_rows(buf, spans)
+    s, e = spans[0]
+    msg = out[0] if out is not None and out[0] is not None else bytes(buf[s:e])
+    assert m.parse_data_row(msg[5:]) == [b"****", b"42"]

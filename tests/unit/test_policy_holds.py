@@ -179,8 +179,8 @@ def test_an_approved_statement_runs_masked_by_the_mask_rules_it_matched() -> Non
     returning = f"{UPDATE} RETURNING exp_year"
     verdict, stmt = wait_and_judge(policy_hook_with(Answers("approved"), rules), returning)
     assert verdict is None and stmt.rule == "card-writes"
-    (by_rule,) = stmt.notes[MASK_COLUMNS]
-    assert by_rule("exp_year") == "full" and by_rule("brand") == "clear"
+    ((rule, columns),) = stmt.notes[MASK_COLUMNS]
+    assert rule == "mask-card-reads" and [(c.match, c.action) for c in columns] == [("exp_year", "full")]
     assert MASK_ALL not in stmt.notes
     hide_all = {**mask_reads, "mask": None}
     rules = {**RULES, "rules": [hide_all, *RULES["rules"]]}
