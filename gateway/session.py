@@ -159,7 +159,6 @@ class Portal:
     prepared: Prepared | None = None
     result_formats: list[int] = field(default_factory=list)
     described: list[m.FieldDesc] | None = None  # from a Describe of the portal (with the real formats)
-    judged: bool = False  # its Bind was waited on: its first Execute need not ask the hooks again
 
     def fields(self) -> list[m.FieldDesc] | None:
         """The columns its Execute returns, in the formats Bind asked for; None when never described."""
@@ -795,9 +794,7 @@ class PgSession:
             ]
         else:
             portal = self._portals.get(m.parse_execute(body).portal)
-            if portal is None or portal.judged:
-                if portal is not None:
-                    portal.judged = False  # asked once at its Bind; a later Execute of it is asked again
+            if portal is None:
                 return None
             pending = [
                 PendingStatement(
@@ -974,7 +971,6 @@ class PgSession:
             prepared.oids,
             prepared,
             msg.result_formats,
-            judged=self.hooks.wants_waits,
         )
         self._expect.append(Expect(K_BIND))
         return None

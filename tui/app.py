@@ -212,7 +212,10 @@ class ApproverApp(App[None]):
         open_ledger, self._open_ledger = self._open_ledger, None
         if open_ledger is None or not self.is_running:
             return
-        self.ledger, self._ledger_problem = open_ledger()
+        try:
+            self.ledger, self._ledger_problem = open_ledger()
+        except Exception as exc:  # the console works without the ledger: say why, never a traceback
+            self.ledger, self._ledger_problem = None, f"the ledger reader cannot be opened: {exc}"
         self._read_as_approver()
         self._ledger_panel.update(self._ledger_text())
         self._sessions_status.update(self._sessions_text())
