@@ -599,11 +599,23 @@ def norec_config(stack: Stack, workdir: Path) -> tuple[Path, int]:
     """The dev stack's pcigate.yaml for the bench's own gateway: ``recording.enabled: false`` on the
     connection, its own loopback port and spool (what tests/gateway_support.py's ``private_config`` does;
     a bench does not import the tests' helpers). Written with mode 0600, as the dev stack's."""
+
+    def no_recording(config: dict[str, Any], conn: dict[str, Any]) -> None:
+        conn["recording"] = {**(conn.get("recording") or {}), "enabled": False}
+
+    return _second_config(stack, workdir, no_recording)
+
+
+def _second_config(
+    stack: Stack, workdir: Path, change: Callable[[dict[str, Any], dict[str, Any]], None]
+) -> tuple[Path, int]:
+    """The dev stack's pcigate.yaml with ``change`` made to it and its first connection, on a free loopback
+    port and a spool of its own, written to ``workdir`` with mode 0600."""
     config = yaml.safe_load(stack.config_file.read_text())
     port = free_port()
     conn = config["connections"][0]
     conn["listen"] = f"127.0.0.1:{port}"
-    conn["recording"] = {**(conn.get("recording") or {}), "enabled": False}
+    change(config, conn)
     config["nats"]["spool_dir"] = str(workdir / "spool")
     path = workdir / "pcigate.yaml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -629,18 +641,12 @@ def nopolicy_config(stack: Stack, workdir: Path) -> tuple[Path, int]:
     """The dev stack's pcigate.yaml for gateway-nopolicy: the connection's policy emptied (no rules,
     ``default_action: allow``; its other keys kept), its own loopback port and spool, recording as the dev
     stack's. Written with mode 0600."""
-    config = yaml.safe_load(stack.config_file.read_text())
-    port = free_port()
-    conn = config["connections"][0]
-    conn["listen"] = f"127.0.0.1:{port}"
-    name = conn.get("policy", "default")
-    config["policies"][name] = {**config["policies"][name], "default_action": "allow", "rules": []}
-    config["nats"]["spool_dir"] = str(workdir / "spool")
-    path = workdir / "pcigate.yaml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(config, fh)
-    return path, port
+
+    def no_rules(config: dict[str, Any], conn: dict[str, Any]) -> None:
+        name = conn.get("policy", "default")
+        config["policies"][name] = {**config["policies"][name], "default_action": "allow", "rules": []}
+
+    return _second_config(stack, workdir, no_rules)
 
 
 def describe_policy(config: Path) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.approval_roundtrip import percentile
 from gateway.policy.engine import Decision, PolicyEngine, Requester
 from gateway.policy.facts import Facts, FactsCache
 from pcigate.config.models import Approvals, Policy
@@ -86,15 +86,6 @@ STATEMENTS: dict[str, str] = {
 
 
 # ============================================================================================ pure parts
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(frozen=True)
