@@ -786,12 +786,7 @@ class PgSession:
             prepared = self._prepared.get(bind.statement)
             if prepared is None:
                 return None
-            params = bind.params or None
-            pending = [
-                PendingStatement(
-                    prepared.text, params, bind.param_formats, prepared.oids or (), "extended", scs_on
-                )
-            ]
+            pending = [_bound(prepared, bind, scs_on)]
         else:
             portal = self._portals.get(m.parse_execute(body).portal)
             if portal is None:
@@ -923,16 +918,7 @@ class PgSession:
     def _refuse_parse(self, name: str, text: str, verdict: Verdict) -> bytes:
         """A blocked statement stops at its Parse: recorded like any refusal, and replaced by a Parse that
         fails upstream (its error becomes ours), so the server and the client both skip to Sync."""
-        sa = audit.statement_audit(text)
-        self._sequence += 1
-        view = StatementView(self._sequence, text, sa.info, None, [], "extended")
-        self.statements_blocked += 1
-        try:
-            self._record_blocked(view, sa, None, [], None, verdict)
-        except SpoolUnavailable as exc:
-            refusal = fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
-        else:
-            refusal = _blocked(verdict)
+        refusal = self._refusal(text, None, [], None, verdict)
         if not name:  # a Parse of the unnamed statement drops the one before it, even when it fails
             self._prepared.pop("", None)
         self._expect.append(Expect(K_PARSE, refused=refusal))
@@ -945,28 +931,14 @@ class PgSession:
         if prepared is None:
             # Unknown here: never prepared, or prepared by SQL PREPARE (whose text this session cannot
             # bind to what runs). Refused, so nothing runs unjudged; the server would say 26000 too.
-            self._refused_portals.add(msg.portal)
-            self._expect.append(
-                Expect(K_BIND, refused=fatal_free("26000", *_unknown_statement(msg.statement)))
-            )
-            self._skipping = True
-            return m.bind(REFUSED_PORTAL, REFUSED_PORTAL, [])
-        params = msg.params or None
+            return self._failing_bind(msg.portal, fatal_free("26000", *_unknown_statement(msg.statement)))
         if self.hooks.wants_binds:
-            pending = PendingStatement(
-                prepared.text,
-                params,
-                msg.param_formats,
-                prepared.oids or (),
-                "extended",
-                self._scs_settled(),
-            )
-            verdict = self.hooks.bind(pending)
+            verdict = self.hooks.bind(_bound(prepared, msg, self._scs_settled()))
             if verdict.action != "allow":
                 return self._refuse_bind(msg, prepared, verdict)
         self._portals[msg.portal] = Portal(
             prepared.text,
-            params,
+            msg.params or None,
             msg.param_formats,
             prepared.oids,
             prepared,
@@ -987,24 +959,38 @@ class PgSession:
         """A statement refused at its Bind (a person did not approve it): recorded like any refusal, and
         replaced by a Bind that fails upstream (its error becomes ours), so the statement is never planned
         and both sides skip to Sync; the session skips what follows as the server will."""
-        sa = audit.statement_audit(prepared.text)
-        self._sequence += 1
-        params = msg.params or None
-        view = StatementView(self._sequence, prepared.text, sa.info, params, msg.param_formats, "extended")
-        view.approval_id = verdict.approval_id
-        self.statements_blocked += 1
-        try:
-            self._record_blocked(view, sa, params, msg.param_formats, prepared.oids, verdict)
-        except SpoolUnavailable as exc:
-            refusal = fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
-        else:
-            refusal = _blocked(verdict)
-        # The portals stay as they were: a Bind that fails upstream (as this one will) changes none. Its
-        # Execute (skipped) is not recorded again: the refusal was.
-        self._refused_portals.add(msg.portal)
+        refusal = self._refusal(prepared.text, msg.params or None, msg.param_formats, prepared.oids, verdict)
+        return self._failing_bind(msg.portal, refusal)
+
+    def _failing_bind(self, portal: str, refusal: bytes) -> bytes:
+        """A Bind that fails upstream in place of the client's (its error becomes ``refusal``). The portals
+        stay as they were: a failed Bind changes none. Both sides skip to Sync, and the skipped Execute of
+        ``portal`` is not recorded again."""
+        self._refused_portals.add(portal)
         self._expect.append(Expect(K_BIND, refused=refusal))
         self._skipping = True
         return m.bind(REFUSED_PORTAL, REFUSED_PORTAL, [])
+
+    def _refusal(
+        self,
+        text: str,
+        params: list[bytes | None] | None,
+        formats: list[int],
+        oids: list[int] | None,
+        verdict: Verdict,
+    ) -> bytes:
+        """Record a statement refused before it reached the server (``command.blocked``); the client's
+        ErrorResponse, or 58030 when the record cannot be kept."""
+        sa = audit.statement_audit(text)
+        self._sequence += 1
+        view = StatementView(self._sequence, text, sa.info, params, formats, "extended")
+        view.approval_id = verdict.approval_id
+        self.statements_blocked += 1
+        try:
+            self._record_blocked(view, sa, params, formats, oids, verdict)
+        except SpoolUnavailable as exc:
+            return fatal_free("58030", _spool_message(exc), _SPOOL_HINT)
+        return _blocked(verdict)
 
     def _on_execute(self, buf: bytes, s: int, e: int) -> tuple[bytes | None, int, bool]:
         msg = m.parse_execute(m.message_body(buf, s, e))
@@ -1821,6 +1807,13 @@ def _client_name(name: str) -> str:
             "statement and portal names starting with 'pcigate\\x1f' are reserved by the gateway"
         )
     return name
+
+
+def _bound(prepared: Prepared, bind: m.BindMsg, scs_on: bool) -> PendingStatement:
+    """The statement a Bind is about to plan, with its parameters, as hooks judge it."""
+    return PendingStatement(
+        prepared.text, bind.params or None, bind.param_formats, prepared.oids or (), "extended", scs_on
+    )
 
 
 def _unknown_statement(name: str) -> tuple[str, str]:

@@ -1143,11 +1143,16 @@ def _statements(toks: list[Token]) -> list[list[Token]]:
     return [p for p in parts if p]
 
 
-def _first_word(toks: list[Token]) -> str:
+def _first_index(toks: list[Token]) -> int:
+    """Where a statement's first word is, past any opening parentheses."""
     k = 0
     while k < len(toks) and toks[k][0] == "(":
         k += 1
-    return _word(toks, k)
+    return k
+
+
+def _first_word(toks: list[Token]) -> str:
+    return _word(toks, _first_index(toks))
 
 
 def _analyze_normalized(norm: str, scs_dependent: bool) -> StatementInfo:
@@ -1221,9 +1226,7 @@ def named_statement(sql: str) -> str | None:
     ``DISCARD ALL``; None for any other statement. The session forgets what it knew under that name: SQL
     and the extended protocol share one namespace, so the text it kept may no longer be the one that runs."""
     toks = _tokens(normalize(sql))
-    k = 0
-    while k < len(toks) and toks[k][0] == "(":
-        k += 1
+    k = _first_index(toks)
     first = _word(toks, k)
     if first == "discard":
         return "*" if _word(toks, k + 1) == "all" else None
