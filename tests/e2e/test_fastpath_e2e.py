@@ -8,7 +8,6 @@ import ctypes
 import ctypes.util
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from pcigate.devstack import binaries
+from tests.e2e.test_approvals_e2e import unique
 from tests.e2e.test_masking_e2e import psql_path
 from tests.gateway_support import GatewayEndpoint, events_for, private_gateway
 
@@ -93,10 +93,6 @@ def psql(gw: GatewayEndpoint, sub: str, *commands: str) -> subprocess.CompletedP
     for command in commands:
         argv += ["-c", command]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
 
 
 def test_psql_large_objects_round_trip_and_what_they_read_is_masked(

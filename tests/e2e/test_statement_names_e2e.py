@@ -5,29 +5,17 @@ never judged; the session goes on after each refusal."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
-import psycopg
 import pytest
 from psycopg import pq
 
+from tests.e2e.test_approvals_e2e import connect, unique
 from tests.gateway_support import GatewayEndpoint, events_for
 
 pytestmark = pytest.mark.e2e
 
 
-def connect(gw: GatewayEndpoint, sub: str) -> psycopg.Connection[Any]:
-    token = gw.token(sub=sub, groups=("payments-admins",))
-    return psycopg.connect(gw.dsn(token), connect_timeout=10, autocommit=True)
-
-
-def unique() -> str:
-    return f"names-{uuid.uuid4().hex[:8]}@example.com"
-
-
 def test_a_reserved_name_ends_the_connection(gateway: GatewayEndpoint) -> None:
-    with connect(gateway, unique()) as conn:
+    with connect(gateway, unique("names")) as conn:
         result = conn.pgconn.prepare(b"pcigate\x1frefused", b"SELECT 1")
         assert result.status == pq.ExecStatus.FATAL_ERROR
         message = (result.error_message + conn.pgconn.error_message).decode()  # libpq keeps the FATAL here
@@ -36,7 +24,7 @@ def test_a_reserved_name_ends_the_connection(gateway: GatewayEndpoint) -> None:
 
 
 def test_a_statement_prepared_in_sql_cannot_be_bound(gateway: GatewayEndpoint) -> None:
-    sub = unique()
+    sub = unique("names")
     with connect(gateway, sub) as conn:
         conn.execute("PREPARE cards_by_id AS SELECT card_id, pan FROM cards WHERE card_id = 1")
         result = conn.pgconn.exec_prepared(b"cards_by_id", [])
@@ -54,7 +42,7 @@ def test_a_statement_prepared_in_sql_cannot_be_bound(gateway: GatewayEndpoint) -
 
 
 def test_a_name_sql_reused_is_forgotten(gateway: GatewayEndpoint) -> None:
-    with connect(gateway, unique()) as conn:
+    with connect(gateway, unique("names")) as conn:
         assert conn.pgconn.prepare(b"s1", b"SELECT 1").status == pq.ExecStatus.COMMAND_OK
         first = conn.pgconn.exec_prepared(b"s1", [])
         assert first.status == pq.ExecStatus.TUPLES_OK and first.get_value(0, 0) == b"1"
